@@ -1,0 +1,48 @@
+// The op schemas (one per op, registered once) and the Python module dhif._C.
+// Kernels are registered per device in cpu/ and cuda/; autograd and fake kernels in
+// dhif/ops/_ext.py.
+#include <torch/extension.h>
+#include <torch/library.h>
+
+#include <string>
+
+TORCH_LIBRARY(dhif, m) {
+  // y = filter of x with taps along dim; inv_norm = 1 / max(||taps||, eps) per voxel
+  // (ones when normalize is false), kept for the backward pass.
+  m.def("adaptive_filter_forward(Tensor x, Tensor taps, int dim, str padding, bool normalize) -> (Tensor, Tensor)");
+  m.def(
+      "adaptive_filter_backward(Tensor grad_y, Tensor x, Tensor taps, Tensor inv_norm, int dim, str padding, "
+      "bool normalize) -> (Tensor, Tensor)");
+}
+
+namespace {
+
+#ifndef DHIF_TORCH_VERSION
+#define DHIF_TORCH_VERSION "unknown"
+#endif
+#ifndef DHIF_CUDA_VERSION
+#define DHIF_CUDA_VERSION ""
+#endif
+#ifndef DHIF_CUDA_ARCH_LIST
+#define DHIF_CUDA_ARCH_LIST ""
+#endif
+
+py::dict build_info() {
+  py::dict info;
+  info["torch"] = std::string(DHIF_TORCH_VERSION);
+  const std::string cuda = DHIF_CUDA_VERSION;
+  info["cuda"] = cuda.empty() ? py::object(py::none()) : py::object(py::str(cuda));
+  info["cuda_arch_list"] = std::string(DHIF_CUDA_ARCH_LIST);
+#ifdef _OPENMP
+  info["openmp"] = true;
+#else
+  info["openmp"] = false;
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, module) {
+  module.def("build_info", &build_info, "How this extension was compiled.");
+}

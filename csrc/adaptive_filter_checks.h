@@ -1,0 +1,68 @@
+// Host-side argument checks and geometry, shared by the CPU and CUDA launchers so that
+// every device rejects bad input with the same message.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <string>
+
+#include "adaptive_filter.h"
+
+namespace dhif {
+
+inline Padding parse_padding(const std::string& padding) {
+  if (padding == "replicate") return Padding::kReplicate;
+  if (padding == "zeros") return Padding::kZeros;
+  TORCH_CHECK(false, "adaptive_filter: unknown padding '", padding, "'; expected 'replicate' or 'zeros'");
+}
+
+// Checks x (B, C, H, W) against taps (B, K, C, H, W) and returns the filter geometry.
+inline FilterGeometry check_filter_args(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
+                                        const std::string& padding, bool normalize) {
+  TORCH_CHECK(x.dim() == 4, "adaptive_filter: x must be 4-D (B, C, H, W), got ", x.dim(), "-D of shape ",
+              x.sizes());
+  TORCH_CHECK(taps.dim() == 5, "adaptive_filter: taps must be 5-D (B, K, C, H, W), got ", taps.dim(),
+              "-D of shape ", taps.sizes());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()),
+              "adaptive_filter: x must be a floating-point tensor (float32, float64, float16 or bfloat16), got ",
+              x.scalar_type());
+  TORCH_CHECK(x.scalar_type() == taps.scalar_type(), "adaptive_filter: x and taps must have the same dtype, got ",
+              x.scalar_type(), " and ", taps.scalar_type());
+  TORCH_CHECK(x.device() == taps.device(), "adaptive_filter: x and taps must be on the same device, got ",
+              x.device(), " and ", taps.device());
+  const int64_t K = taps.size(1);
+  TORCH_CHECK(K % 2 == 1, "adaptive_filter: the number of taps K = taps.shape[1] must be odd, got ", K);
+  TORCH_CHECK(taps.size(0) == x.size(0) && taps.size(2) == x.size(1) && taps.size(3) == x.size(2) &&
+                  taps.size(4) == x.size(3),
+              "adaptive_filter: taps of shape ", taps.sizes(), " do not match x of shape ", x.sizes(),
+              "; expected (B, K, C, H, W) = (", x.size(0), ", K, ", x.size(1), ", ", x.size(2), ", ", x.size(3), ")");
+  TORCH_CHECK(dim >= -3 && dim <= 3 && dim != 0 && dim != -4,
+              "adaptive_filter: dim must be 1 (bands), 2 (rows) or 3 (columns), or -3..-1, got ", dim);
+  const int64_t axis = dim < 0 ? dim + 4 : dim;
+  FilterGeometry g;
+  g.voxels_per_item = x.size(1) * x.size(2) * x.size(3);
+  g.axis_len = x.size(axis);
+  g.axis_stride = axis == 1 ? x.size(2) * x.size(3) : (axis == 2 ? x.size(3) : 1);
+  g.axis = static_cast<int>(axis);
+  g.taps = static_cast<int>(K);
+  g.padding = parse_padding(padding);
+  g.normalize = normalize;
+  return g;
+}
+
+inline void check_backward_args(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& inv_norm) {
+  TORCH_CHECK(grad_y.sizes() == x.sizes(), "adaptive_filter backward: grad_y of shape ", grad_y.sizes(),
+              " does not match x of shape ", x.sizes());
+  TORCH_CHECK(grad_y.scalar_type() == x.scalar_type() && grad_y.device() == x.device(),
+              "adaptive_filter backward: grad_y must have x's dtype and device");
+  TORCH_CHECK(inv_norm.sizes() == x.sizes() && inv_norm.device() == x.device(),
+              "adaptive_filter backward: inv_norm must have x's shape and device");
+}
+
+// Accumulation dtype: float32 for the half types, otherwise the input's own.
+inline at::ScalarType accumulate_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+}  // namespace dhif

@@ -1,0 +1,102 @@
+// CPU kernels of the adaptive filter: parallel over rows (b, c, h) of W voxels; each voxel
+// is computed by the shared per-voxel functions in adaptive_filter.h, which the CUDA
+// kernels also run. A row is located once and then stepped through, so the inner loop
+// does no integer division.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+
+#include "../adaptive_filter.h"
+#include "../adaptive_filter_checks.h"
+
+namespace dhif {
+namespace {
+
+// Voxels per parallel task: large enough to amortise scheduling, small enough to balance.
+constexpr int64_t kGrainVoxels = 1 << 14;
+
+// Calls visit(Voxel) for every voxel of x, rows of `width` voxels split across threads.
+template <typename Visit>
+void for_each_voxel(const FilterGeometry& g, int64_t numel, int64_t width, const Visit& visit) {
+  const int64_t rows = numel / width;
+  const bool along_row = g.axis == 3;  // filtering columns: the position is w
+  at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const Voxel first = locate(g, row * width);
+      for (int64_t w = 0; w < width; ++w) {
+        visit(Voxel{first.x_index + w, first.tap_index + w, along_row ? w : first.pos});
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor& x_in, const at::Tensor& taps_in,
+                                                               int64_t dim, const std::string& padding,
+                                                               bool normalize) {
+  const FilterGeometry g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor taps = taps_in.contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  at::Tensor inv_norm = at::empty(x.sizes(), x.options().dtype(accumulate_type(x.scalar_type())));
+  const int64_t n = x.numel();
+  if (n == 0) return {y, inv_norm};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_forward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* tp = taps.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    acc_t* np = inv_norm.mutable_data_ptr<acc_t>();
+    for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+      acc_t inv;
+      yp[p.x_index] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t>(xp, tp, g, p, inv));
+      np[p.x_index] = inv;
+    });
+  });
+  return {y, inv_norm};
+}
+
+std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& x_in,
+                                                                const at::Tensor& taps_in,
+                                                                const at::Tensor& inv_norm_in, int64_t dim,
+                                                                const std::string& padding, bool normalize) {
+  const FilterGeometry g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  check_backward_args(grad_y_in, x_in, inv_norm_in);
+  const at::Tensor grad_y = grad_y_in.contiguous();
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor taps = taps_in.contiguous();
+  const at::Tensor inv_norm = inv_norm_in.to(accumulate_type(x.scalar_type())).contiguous();
+  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  at::Tensor grad_taps = at::empty(taps.sizes(), taps.options());
+  const int64_t n = x.numel();
+  if (n == 0) return {grad_x, grad_taps};
+
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_backward_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* gp = grad_y.const_data_ptr<scalar_t>();
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* tp = taps.const_data_ptr<scalar_t>();
+    const acc_t* np = inv_norm.const_data_ptr<acc_t>();
+    scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
+    scalar_t* gtp = grad_taps.mutable_data_ptr<scalar_t>();
+    for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+      tap_gradient_voxel<scalar_t, acc_t>(gp, xp, tp, g, p, gtp);
+      gxp[p.x_index] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t>(gp, tp, np, g, p));
+    });
+  });
+  return {grad_x, grad_taps};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dhif, CPU, m) {
+  m.impl("adaptive_filter_forward", &adaptive_filter_forward_cpu);
+  m.impl("adaptive_filter_backward", &adaptive_filter_backward_cpu);
+}
+
+}  // namespace dhif

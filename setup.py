@@ -1,0 +1,94 @@
+"""Builds dhif._C: the C++ kernels always, the CUDA kernels when torch is a CUDA build and
+a CUDA toolkit is found (a GPU is not needed to compile them).
+
+Environment overrides:
+  DHIF_CPU_ONLY=1         never compile CUDA
+  DHIF_FORCE_CUDA=1       compile CUDA or fail loudly if that is impossible
+  TORCH_CUDA_ARCH_LIST    GPU architectures (default when no GPU is visible: 8.0;9.0+PTX)
+  CUDA_HOME               the toolkit to use
+
+Install with `pip install --no-build-isolation .` so that the extension is built against
+the torch you already have (see README).
+"""
+import os
+import shutil
+import sys
+
+from setuptools import find_packages, setup
+
+DEFAULT_ARCH_LIST = "8.0;9.0+PTX"
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _is_toolkit(path):
+    return bool(path) and os.path.isfile(os.path.join(path, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(path, "include", "cuda_runtime.h"))
+
+
+def find_cuda_home():
+    """A directory holding both bin/nvcc and include/cuda_runtime.h, or None.
+
+    /usr/local/bin/nvcc can be a wrapper script, from which torch would guess
+    CUDA_HOME=/usr/local and then fail to link cudart, so the real toolkit is searched for.
+    """
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+    return next((c for c in candidates if _is_toolkit(c)), None)
+
+
+# torch.utils.cpp_extension caches CUDA_HOME at import, so it is set first.
+CUDA_HOME = find_cuda_home()
+if CUDA_HOME:
+    os.environ["CUDA_HOME"] = CUDA_HOME
+
+try:
+    import torch
+    from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
+except ImportError:
+    sys.exit("dhif needs torch to build its kernels: install torch first, then "
+             "`pip install --no-build-isolation .` (see README).")
+
+
+def want_cuda():
+    if _flag("DHIF_CPU_ONLY"):
+        return False
+    possible = torch.version.cuda is not None and CUDA_HOME is not None
+    if _flag("DHIF_FORCE_CUDA") and not possible:
+        sys.exit(f"DHIF_FORCE_CUDA=1 but CUDA cannot be built: torch.version.cuda={torch.version.cuda}, "
+                 f"CUDA toolkit={CUDA_HOME} (need bin/nvcc and include/cuda_runtime.h; set CUDA_HOME).")
+    return possible
+
+
+def extension():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sources = [os.path.join("csrc", "adaptive_filter.cpp"), os.path.join("csrc", "cpu", "adaptive_filter_cpu.cpp")]
+    # -g0 last: setuptools adds -g, which makes the module ten times larger for nothing.
+    cxx = ["-O3", "-fopenmp", "-g0", f'-DDHIF_TORCH_VERSION="{torch.__version__}"']
+    link = ["-fopenmp"]
+    if not want_cuda():
+        print("dhif: building the C++ kernels only", flush=True)
+        return CppExtension("dhif._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link,
+                            include_dirs=[os.path.join(here, "csrc")])
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        # torch's arch detection crashes when no GPU is visible and no list is given.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "detected")
+    print(f"dhif: building the C++ and CUDA kernels (CUDA {torch.version.cuda}, arch {arch_list}, "
+          f"toolkit {CUDA_HOME})", flush=True)
+    defines = [f'-DDHIF_CUDA_VERSION="{torch.version.cuda}"', f'-DDHIF_CUDA_ARCH_LIST="{arch_list}"']
+    sources.append(os.path.join("csrc", "cuda", "adaptive_filter_cuda.cu"))
+    return CUDAExtension("dhif._C", sources, include_dirs=[os.path.join(here, "csrc")],
+                         extra_compile_args={"cxx": cxx + defines, "nvcc": ["-O3", "-lineinfo"]},
+                         extra_link_args=link)
+
+
+setup(
+    packages=find_packages(include=["dhif", "dhif.*"]),
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)

@@ -1,0 +1,339 @@
+"""The fused adaptive-filter kernels against the pure-PyTorch reference."""
+import os
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import dhif.ops as ops
+from dhif.ops import adaptive_filter, adaptive_filter_reference, available_impls, build_info, spatio_spectral_filter
+
+from conftest import DEVICES, FLOAT_DTYPES, TOLERANCES, require_fused
+
+AXES = [1, 2, 3]
+PADDINGS = ["replicate", "zeros"]
+
+
+def make_inputs(shape, taps, dtype, device, seed=0, requires_grad=False):
+    generator = torch.Generator().manual_seed(seed)
+    b, c, h, w = shape
+    x = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64)
+    t = torch.randn(b, taps, c, h, w, generator=generator, dtype=torch.float64)
+    x = x.to(device=device, dtype=dtype).requires_grad_(requires_grad)
+    t = t.to(device=device, dtype=dtype).requires_grad_(requires_grad)
+    return x, t
+
+
+def with_layout(tensor, layout):
+    """The same values in another memory layout: a strided slice or channels_last."""
+    if layout == "slice":
+        wide = torch.zeros(*tensor.shape[:-1], 2 * tensor.shape[-1], dtype=tensor.dtype, device=tensor.device)
+        wide[..., ::2] = tensor
+        return wide[..., ::2]
+    if layout == "channels_last" and tensor.dim() == 4:
+        return tensor.contiguous(memory_format=torch.channels_last)
+    return tensor
+
+
+def reference_outputs(x, taps, grad_y, dim, padding, normalize):
+    """Output and gradients of the reference, computed in float64 from the same values."""
+    x64 = x.detach().double().requires_grad_()
+    t64 = taps.detach().double().requires_grad_()
+    y = adaptive_filter_reference(x64, t64, dim, padding, normalize)
+    gx, gt = torch.autograd.grad(y, (x64, t64), grad_y.double())
+    return y, gx, gt
+
+
+def assert_close(actual, expected, dtype):
+    rtol, atol = TOLERANCES[dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol)
+
+
+# ----------------------------------------------------------------------------- equality
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("device", DEVICES)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batch=st.integers(1, 3),
+    channels=st.integers(1, 6),
+    height=st.sampled_from([1, 2, 3, 5, 8]),
+    width=st.sampled_from([1, 2, 3, 6, 9]),
+    taps=st.sampled_from([1, 3, 5, 7, 9]),
+    dim=st.sampled_from([1, 2, 3, -1, -2, -3]),
+    padding=st.sampled_from(PADDINGS),
+    normalize=st.booleans(),
+    layout=st.sampled_from(["contiguous", "slice", "channels_last"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_matches_reference(device, dtype, batch, channels, height, width, taps, dim, padding, normalize,
+                                 layout, seed):
+    require_fused(device)
+    x, t = make_inputs((batch, channels, height, width), taps, dtype, device, seed)
+    x, t = with_layout(x, layout).requires_grad_(), with_layout(t, layout).requires_grad_()
+    y = adaptive_filter(x, t, dim, padding, normalize, impl="fused")
+    grad_y = torch.randn_like(y)
+    gx, gt = torch.autograd.grad(y, (x, t), grad_y)
+    y_ref, gx_ref, gt_ref = reference_outputs(x, t, grad_y, dim, padding, normalize)
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, y_ref, dtype)
+    assert_close(gx, gx_ref, dtype)
+    # The tap gradient scales with 1 / ||taps||, so it is compared relative to its size.
+    scale = gt_ref.abs().max().clamp_min(1.0)
+    assert_close(gt / scale, gt_ref / scale, dtype)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_spatio_spectral_filter_is_three_passes(fused_device, impl):
+    x, _ = make_inputs((2, 5, 6, 7), 7, torch.float64, fused_device)
+    taps = [make_inputs((2, 5, 6, 7), 7, torch.float64, fused_device, seed=s)[1] for s in (1, 2, 3)]
+    expected = adaptive_filter_reference(x, taps[0], 3, "replicate")
+    expected = adaptive_filter_reference(expected, taps[1], 2, "replicate")
+    expected = adaptive_filter_reference(expected, taps[2], 1, "zeros")
+    torch.testing.assert_close(spatio_spectral_filter(x, *taps, impl=impl), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_reference_matches_authors_stack_and_sum():
+    """The out-of-place reference equals the authors' pad, stack, multiply, sum."""
+    x, t = make_inputs((2, 4, 5, 6), 7, torch.float64, "cpu")
+    u = torch.nn.functional.normalize(t, dim=1)
+    padded = torch.nn.functional.pad(x, [3, 3, 0, 0], mode="replicate")
+    columns = (u * torch.stack([padded[..., i:i + 6] for i in range(7)], dim=1)).sum(1)
+    padded = torch.nn.functional.pad(x, [0, 0, 3, 3], mode="replicate")
+    rows = (u * torch.stack([padded[:, :, i:i + 5] for i in range(7)], dim=1)).sum(1)
+    padded = torch.nn.functional.pad(x, [0, 0, 0, 0, 3, 3])
+    bands = (u * torch.stack([padded[:, i:i + 4] for i in range(7)], dim=1)).sum(1)
+    torch.testing.assert_close(adaptive_filter_reference(x, t, 3, "replicate"), columns)
+    torch.testing.assert_close(adaptive_filter_reference(x, t, 2, "replicate"), rows)
+    torch.testing.assert_close(adaptive_filter_reference(x, t, 1, "zeros"), bands)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_inputs_are_not_mutated(fused_device, impl):
+    x, t = make_inputs((1, 3, 4, 5), 7, torch.float32, fused_device)
+    x0, t0 = x.clone(), t.clone()
+    adaptive_filter(x, t, 3, impl=impl).sum()
+    assert torch.equal(x, x0) and torch.equal(t, t0)
+
+
+# ----------------------------------------------------------------------------- gradients
+
+GRADCHECK_SHAPES = [(2, 3, 4, 5), (1, 1, 1, 2), (1, 2, 2, 1), (2, 1, 1, 1)]
+
+
+@pytest.mark.parametrize("shape", GRADCHECK_SHAPES, ids=str)
+@pytest.mark.parametrize("taps", [3, 7])
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("dim", AXES)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gradcheck(fused_device, shape, taps, padding, dim, normalize):
+    x, t = make_inputs(shape, taps, torch.float64, fused_device, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, t: adaptive_filter(x, t, dim, padding, normalize, impl="fused"), (x, t), fast_mode=False)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("dim", AXES)
+def test_gradients_with_all_zero_tap_vectors(fused_device, padding, dim):
+    """Zero taps: u = 0 and F.normalize's clamp gives dv = gu / eps. The function jumps at
+    v = 0 (any finite difference leaves the clamp), so x is gradchecked with the taps fixed
+    and the tap gradient is compared with the reference's analytic one."""
+    x, t = make_inputs((2, 3, 4, 5), 5, torch.float64, fused_device, requires_grad=True)
+    t = t.detach().clone()
+    t[:, :, 1] = 0.0  # every tap of band 1
+    t[0, :, :, 2, 3] = 0.0  # and of one pixel in all bands
+    assert torch.autograd.gradcheck(lambda x: adaptive_filter(x, t, dim, padding, impl="fused"), (x,))
+    t.requires_grad_()
+    y = adaptive_filter(x, t, dim, padding, impl="fused")
+    grad_y = torch.randn_like(y)
+    gx, gt = torch.autograd.grad(y, (x, t), grad_y)
+    _, gx_ref, gt_ref = reference_outputs(x, t, grad_y, dim, padding, True)
+    torch.testing.assert_close(gx, gx_ref)
+    torch.testing.assert_close(gt, gt_ref, rtol=1e-10, atol=1e-6)
+    assert gt[:, :, 1].abs().max() > 1e6  # 1 / eps scale: the clamp branch was taken
+    assert torch.autograd.gradcheck(lambda x, t: adaptive_filter(x, t, dim, padding, normalize=False, impl="fused"),
+                                    (x, t))
+
+
+@pytest.mark.parametrize("dim", AXES)
+def test_backward_is_deterministic(fused_device, dim):
+    x, t = make_inputs((2, 6, 16, 24), 7, torch.float32, fused_device, requires_grad=True)
+    y = adaptive_filter(x, t, dim, impl="fused")
+    grad_y = torch.randn_like(y)
+    first = torch.autograd.grad(y, (x, t), grad_y, retain_graph=True)
+    second = torch.autograd.grad(y, (x, t), grad_y)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+# ----------------------------------------------------------------------------- torch integration
+
+
+@pytest.mark.parametrize("dim,padding", [(3, "replicate"), (2, "zeros"), (1, "zeros"), (-1, "replicate")])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_opcheck(fused_device, dim, padding, dtype):
+    x, t = make_inputs((2, 3, 4, 5), 5, dtype, fused_device, requires_grad=True)
+    torch.library.opcheck(torch.ops.dhif.adaptive_filter_forward.default, (x, t, dim, padding, True))
+    _, inv_norm = torch.ops.dhif.adaptive_filter_forward(x, t, dim, padding, True)
+    torch.library.opcheck(torch.ops.dhif.adaptive_filter_backward.default,
+                          (torch.randn_like(x), x.detach(), t.detach(), inv_norm.detach(), dim, padding, True))
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_torch_compile_fullgraph(fused_device, backend):
+    torch._dynamo.reset()
+
+    def step(x, tw, th, tc):
+        return (spatio_spectral_filter(x, tw, th, tc, impl="fused") * 2.0).sum()
+
+    x, tw = make_inputs((2, 3, 8, 8), 7, torch.float32, fused_device, seed=1, requires_grad=True)
+    th = make_inputs((2, 3, 8, 8), 7, torch.float32, fused_device, seed=2, requires_grad=True)[1]
+    tc = make_inputs((2, 3, 8, 8), 7, torch.float32, fused_device, seed=3, requires_grad=True)[1]
+    compiled = torch.compile(step, fullgraph=True, backend=backend)
+    loss = compiled(x, tw, th, tc)
+    grads = torch.autograd.grad(loss, (x, tw, th, tc))
+    loss_eager = step(x, tw, th, tc)
+    grads_eager = torch.autograd.grad(loss_eager, (x, tw, th, tc))
+    torch.testing.assert_close(loss, loss_eager)
+    for g, g_eager in zip(grads, grads_eager):
+        torch.testing.assert_close(g, g_eager)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+BAD_INPUTS = [
+    ("wrong ndim of x", lambda d: (torch.randn(3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 5, device=d), 3), "4-D"),
+    ("wrong ndim of taps", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(3, 3, 4, 5, device=d), 3),
+     "5-D"),
+    ("even K", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(1, 4, 3, 4, 5, device=d), 3), "odd"),
+    ("shape mismatch", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 6, device=d), 3),
+     "do not match"),
+    ("batch mismatch", lambda d: (torch.randn(2, 3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 5, device=d), 3),
+     "do not match"),
+    ("dim 0", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 5, device=d), 0), "dim"),
+    ("dim 4", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 5, device=d), 4), "dim"),
+    ("dim -4", lambda d: (torch.randn(1, 3, 4, 5, device=d), torch.randn(1, 3, 3, 4, 5, device=d), -4), "dim"),
+    ("integer dtype", lambda d: (torch.ones(1, 3, 4, 5, dtype=torch.int32, device=d),
+                                 torch.ones(1, 3, 3, 4, 5, dtype=torch.int32, device=d), 3), "floating"),
+    ("mixed dtypes", lambda d: (torch.randn(1, 3, 4, 5, device=d),
+                                torch.randn(1, 3, 3, 4, 5, dtype=torch.float64, device=d), 3), "same dtype"),
+]
+
+
+@pytest.mark.parametrize("name,make,match", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize("impl", ["auto", "fused", "reference"])
+def test_bad_input_is_refused_clearly(name, make, match, impl):
+    x, t, dim = make("cpu")
+    with pytest.raises((ValueError, TypeError), match=match):
+        adaptive_filter(x, t, dim, impl=impl)
+
+
+@pytest.mark.parametrize("name,make,match", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_to_the_raw_op_is_refused_clearly(fused_device, name, make, match):
+    x, t, dim = make(fused_device)
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.dhif.adaptive_filter_forward(x, t, dim, "replicate", True)
+
+
+def test_unknown_padding_and_impl_are_refused():
+    x, t = make_inputs((1, 2, 3, 4), 3, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="padding"):
+        adaptive_filter(x, t, 3, padding="reflect")
+    with pytest.raises(ValueError, match="impl"):
+        adaptive_filter(x, t, 3, impl="triton")
+    if "fused" in available_impls("cpu"):
+        with pytest.raises(RuntimeError, match="padding"):
+            torch.ops.dhif.adaptive_filter_forward(x, t, 3, "reflect", True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mixed_devices_are_refused():
+    x, t = make_inputs((1, 2, 3, 4), 3, torch.float32, "cpu")
+    with pytest.raises(ValueError, match="same device"):
+        adaptive_filter(x, t.cuda(), 3)
+    with pytest.raises(RuntimeError, match="same device"):
+        torch.ops.dhif.adaptive_filter_forward(x, t.cuda(), 3, "replicate", True)
+
+
+@pytest.mark.parametrize("dim", AXES)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_nan_propagates_as_in_the_reference(fused_device, dim, padding):
+    x, t = make_inputs((1, 5, 6, 7), 3, torch.float64, fused_device)
+    x[0, 2, 3, 4] = float("nan")
+    t[0, 1, 4, 1, 1] = float("nan")
+    y = adaptive_filter(x, t, dim, padding, impl="fused")
+    y_ref = adaptive_filter_reference(x, t, dim, padding)
+    assert torch.equal(torch.isnan(y), torch.isnan(y_ref))
+    assert torch.isnan(y).any() and not torch.isnan(y).all()
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 4, 5), (2, 0, 4, 5), (1, 3, 0, 5)], ids=str)
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_empty_tensors_give_empty_results(fused_device, shape, impl):
+    x, t = make_inputs(shape, 3, torch.float32, fused_device, requires_grad=True)
+    for dim in AXES:
+        y = adaptive_filter(x, t, dim, impl=impl)
+        assert y.shape == x.shape
+        gx, gt = torch.autograd.grad(y.sum(), (x, t))
+        assert gx.shape == x.shape and gt.shape == t.shape
+
+
+# ----------------------------------------------------------------------------- implementation choice
+
+
+def test_available_impls_and_build_info():
+    info = build_info()
+    assert {"torch", "cuda", "openmp", "cuda_arch_list"} <= set(info)
+    assert available_impls("meta") == ["reference"]
+    if info["loaded"]:
+        assert available_impls("cpu") == ["reference", "fused"]
+        assert info["torch"].split("+")[0] == torch.__version__.split("+")[0]
+        assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
+        if torch.cuda.is_available() and info["cuda"]:
+            assert "fused" in available_impls("cuda")
+
+
+def test_fused_kernels_loaded_when_required():
+    """.ci/run sets DHIF_REQUIRE_FUSED=1 so that CI cannot pass on the fallback alone."""
+    if os.environ.get("DHIF_REQUIRE_FUSED") != "1":
+        pytest.skip("DHIF_REQUIRE_FUSED is not set")
+    assert build_info()["loaded"], build_info().get("error")
+    assert "fused" in available_impls("cpu")
+
+
+def test_fused_is_refused_where_unavailable():
+    x = torch.empty(1, 2, 3, 4, device="meta")
+    t = torch.empty(1, 3, 2, 3, 4, device="meta")
+    with pytest.raises(RuntimeError, match="unavailable"):
+        adaptive_filter(x, t, 3, impl="fused")
+
+
+def test_auto_falls_back_with_one_warning(monkeypatch):
+    monkeypatch.setattr(ops, "_warned_fallback", set())
+    x = torch.empty(1, 2, 3, 4, device="meta")
+    t = torch.empty(1, 3, 2, 3, 4, device="meta")
+    with pytest.warns(RuntimeWarning, match="reference"):
+        adaptive_filter(x, t, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        adaptive_filter(x, t, 3)
+
+
+def test_force_reference_env(monkeypatch, fused_device):
+    calls = []
+    original = ops.adaptive_filter_reference
+
+    def spy(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(ops, "adaptive_filter_reference", spy)
+    x, t = make_inputs((1, 2, 3, 4), 3, torch.float32, fused_device)
+    adaptive_filter(x, t, 3)
+    assert not calls
+    monkeypatch.setenv("DHIF_FORCE_REFERENCE", "1")
+    adaptive_filter(x, t, 3)
+    assert len(calls) == 1
