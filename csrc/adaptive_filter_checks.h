@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <string>
+#include <type_traits>
 
 #include "adaptive_filter.h"
 
@@ -58,6 +59,17 @@ inline void check_backward_args(const at::Tensor& grad_y, const at::Tensor& x, c
               "adaptive_filter backward: grad_y must have x's dtype and device");
   TORCH_CHECK(inv_norm.sizes() == x.sizes() && inv_norm.device() == x.device(),
               "adaptive_filter backward: inv_norm must have x's shape and device");
+}
+
+// Calls body(std::integral_constant<int, kTaps>) with kTaps = kDhifTaps when K is that,
+// else 0 (the kernels then loop over the runtime K).
+template <typename Body>
+void dispatch_taps(int taps, const Body& body) {
+  if (taps == kDhifTaps) {
+    body(std::integral_constant<int, kDhifTaps>{});
+  } else {
+    body(std::integral_constant<int, 0>{});
+  }
 }
 
 // Accumulation dtype: float32 for the half types, otherwise the input's own.

@@ -52,10 +52,13 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor&
     const scalar_t* tp = taps.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
     acc_t* np = inv_norm.mutable_data_ptr<acc_t>();
-    for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
-      acc_t inv;
-      yp[p.x_index] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t>(xp, tp, g, p, inv));
-      np[p.x_index] = inv;
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+        acc_t inv;
+        yp[p.x_index] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t, kTaps>(xp, tp, g, p, inv));
+        np[p.x_index] = inv;
+      });
     });
   });
   return {y, inv_norm};
@@ -84,9 +87,16 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
     const acc_t* np = inv_norm.const_data_ptr<acc_t>();
     scalar_t* gxp = grad_x.mutable_data_ptr<scalar_t>();
     scalar_t* gtp = grad_taps.mutable_data_ptr<scalar_t>();
-    for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
-      tap_gradient_voxel<scalar_t, acc_t>(gp, xp, tp, g, p, gtp);
-      gxp[p.x_index] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t>(gp, tp, np, g, p));
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      // Two sweeps rather than one: each touches about 20 streams instead of 40, which
+      // plane strides that are multiples of 4 KiB would otherwise alias in L1.
+      for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+        tap_gradient_voxel<scalar_t, acc_t, kTaps>(gp, xp, tp, g, p, gtp);
+      });
+      for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+        gxp[p.x_index] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t, kTaps>(gp, tp, np, g, p));
+      });
     });
   });
   return {grad_x, grad_taps};

@@ -28,28 +28,28 @@ unsigned int grid_size(int64_t n) {
 }
 
 // Each thread computes y and inv_norm of one voxel v.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, int kTaps>
 __global__ void adaptive_filter_forward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ taps,
                                                scalar_t* __restrict__ y, acc_t* __restrict__ inv_norm,
                                                FilterGeometry g, int64_t n) {
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < n; v += int64_t(gridDim.x) * blockDim.x) {
     const Voxel p = locate(g, v);
     acc_t inv;
-    y[v] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t>(x, taps, g, p, inv));
+    y[v] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t, kTaps>(x, taps, g, p, inv));
     inv_norm[v] = inv;
   }
 }
 
 // Each thread computes the K tap gradients of voxel v and the input gradient at v.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, int kTaps>
 __global__ void adaptive_filter_backward_kernel(const scalar_t* __restrict__ grad_y, const scalar_t* __restrict__ x,
                                                 const scalar_t* __restrict__ taps,
                                                 const acc_t* __restrict__ inv_norm, scalar_t* __restrict__ grad_x,
                                                 scalar_t* __restrict__ grad_taps, FilterGeometry g, int64_t n) {
   for (int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; v < n; v += int64_t(gridDim.x) * blockDim.x) {
     const Voxel p = locate(g, v);
-    tap_gradient_voxel<scalar_t, acc_t>(grad_y, x, taps, g, p, grad_taps);
-    grad_x[v] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t>(grad_y, taps, inv_norm, g, p));
+    tap_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p, grad_taps);
+    grad_x[v] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, p));
   }
 }
 
@@ -69,10 +69,13 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cuda(const at::Tensor
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    adaptive_filter_forward_kernel<scalar_t, acc_t><<<grid_size(n), kThreads, 0, stream>>>(
-        x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
-        inv_norm.mutable_data_ptr<acc_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps><<<grid_size(n), kThreads, 0, stream>>>(
+          x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
+          inv_norm.mutable_data_ptr<acc_t>(), g, n);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return {y, inv_norm};
 }
@@ -97,11 +100,14 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cuda(const at::Tenso
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    adaptive_filter_backward_kernel<scalar_t, acc_t><<<grid_size(n), kThreads, 0, stream>>>(
-        grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
-        inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-        grad_taps.mutable_data_ptr<scalar_t>(), g, n);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps><<<grid_size(n), kThreads, 0, stream>>>(
+          grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
+          inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+          grad_taps.mutable_data_ptr<scalar_t>(), g, n);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
   });
   return {grad_x, grad_taps};
 }
