@@ -1,0 +1,198 @@
+"""The `dhif` command: train | test | fuse | convert | demo | info."""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _add_model_args(parser, defaults):
+    parser.add_argument("--scale", type=int, default=defaults.scale, help="spatial ratio HR / LR (2..32)")
+    parser.add_argument("--stages", type=int, default=defaults.stages)
+    parser.add_argument("--width", type=int, default=defaults.width, help="U-Net base width (64 in the paper)")
+    parser.add_argument("--head-width", type=int, default=None, help="hidden width of the filter heads "
+                        "(default taps x bands, as in the paper)")
+    parser.add_argument("--filter-impl", default="auto", choices=["auto", "fused", "reference"])
+
+
+def _srf(args, bands):
+    from .data import spectral_response
+
+    return spectral_response(args.srf, bands=bands)
+
+
+def cmd_info(args):
+    from . import __version__
+    from .ops import available_impls, build_info
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(json.dumps({"dhif": __version__, "torch": torch.__version__, "build": build_info(),
+                      "impls": {d: available_impls(d) for d in devices}}, indent=2))
+
+
+def cmd_train(args):
+    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, load_cave
+    from .train import TrainConfig, scene_validator, train
+
+    config = TrainConfig(out=args.out, scale=args.scale, stages=args.stages, width=args.width,
+                         head_width=args.head_width, filter_impl=args.filter_impl, epochs=args.epochs,
+                         samples_per_epoch=args.samples, batch_size=args.batch_size, patch=args.patch, lr=args.lr,
+                         seed=args.seed, workers=args.workers, device=args.device, bf16=args.bf16,
+                         val_every=args.val_every, val_tile=args.val_tile, tensorboard=args.tensorboard,
+                         time_limit=args.time_limit * 60 if args.time_limit else None,
+                         checkpoint_every=args.checkpoint_every)
+    train_scenes = load_cave(args.cave, args.train_scenes or CAVE_TRAIN_SCENES)
+    if not train_scenes:
+        sys.exit(f"no training scenes found under {args.cave}")
+    val_scenes = load_cave(args.cave, args.val_scenes or CAVE_TEST_SCENES) if args.val_every else None
+    config.hsi_channels = next(iter(train_scenes.values())).shape[0]
+    srf = _srf(args, config.hsi_channels)
+    print(f"training on {len(train_scenes)} scenes: {', '.join(train_scenes)}", flush=True)
+    dataset = PatchDataset(train_scenes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
+                           config.seed)
+    validate = scene_validator(val_scenes, config, srf) if val_scenes else None
+    result = train(config, dataset, validate, srf)
+    print(json.dumps(result))
+
+
+def cmd_test(args):
+    from .data import CAVE_TEST_SCENES, SceneDataset, load_cave
+    from .evaluate import evaluate, format_table
+    from .train import model_from_checkpoint, pick_device
+
+    device = pick_device(args.device)
+    model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
+    scenes = load_cave(args.cave, args.scenes or CAVE_TEST_SCENES)
+    if not scenes:
+        sys.exit(f"no test scenes found under {args.cave}")
+    dataset = SceneDataset(scenes, model.scale, _srf(args, model.hsi_channels))
+    rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
+                    figures=not args.no_figures)
+    print(format_table(rows))
+    print(f"results written to {args.out}")
+
+
+def cmd_fuse(args):
+    from .fuse import fuse_pair
+
+    fuse_pair(args)
+
+
+def cmd_convert(args):
+    from .models import convert_original_state_dict, load_original_checkpoint
+    from .models.convert import infer_config
+    from .models.dhif_net import DHIFNet
+    from .train import save_atomic
+
+    state = convert_original_state_dict(load_original_checkpoint(args.input))
+    config = infer_config(state)
+    DHIFNet(**config).load_state_dict(state, strict=True)  # refuses anything that does not fit
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"model": state, "config": config, "source": str(args.input)}, Path(args.output))
+    print(f"wrote {args.output}: DHIFNet({', '.join(f'{k}={v}' for k, v in config.items())})")
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="dhif", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("info", help="which kernels are compiled and active")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)")
+    p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
+    p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
+    _add_model_args(p, defaults)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--samples", type=int, default=defaults.samples_per_epoch, help="training samples per epoch")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--patch", type=int, default=defaults.patch)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    p.add_argument("--val-every", type=int, default=defaults.val_every, help="epochs between validations (0: none)")
+    p.add_argument("--val-tile", type=int, default=256, help="tile size for validation images")
+    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--time-limit", type=float, default=None, help="minutes; stop after the epoch that crosses it")
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes")
+    p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes")
+    p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes")
+    p.add_argument("--cave", required=True)
+    p.add_argument("--checkpoint", required=True, help="from `dhif train` or `dhif convert`")
+    p.add_argument("--out", default="results")
+    p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes")
+    p.add_argument("--tile", type=int, default=None, help="HR tile size (multiple of the scale) to bound memory")
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--save-cubes", choices=["npy", "mat"], default=None)
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--filter-impl", default="auto", choices=["auto", "fused", "reference"])
+    p.add_argument("--srf", default="nikon_d700")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)")
+    p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.tif cube")
+    p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz file")
+    p.add_argument("--hr-msi", required=True)
+    p.add_argument("--msi-key", default=None)
+    p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
+                   "pair itself at reduced resolution (Wald's protocol)")
+    p.add_argument("--scale", type=int, default=None, help="default: the size ratio of the inputs")
+    p.add_argument("--minutes", type=float, default=5.0, help="training time without --checkpoint")
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--stages", type=int, default=2)
+    p.add_argument("--head-width", type=int, default=64)
+    p.add_argument("--tile", type=int, default=None)
+    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--out", default="fused")
+    p.add_argument("--format", choices=["npy", "mat"], default="npy")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_fuse)
+
+    p = sub.add_parser("convert", help="the authors' released checkpoint -> a safe state_dict checkpoint")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate")
+    p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
+    p.add_argument("--minutes", type=float, default=4.0, help="training time")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as error:
+        print(f"dhif {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"dhif {args.command}: done in {time.time() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

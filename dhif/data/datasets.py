@@ -1,0 +1,100 @@
+"""Training patches and whole-image test sets, simulated by the authors' protocol."""
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .degrade import degrade
+from .readers import read_cave_scene
+from .srf import to_msi
+
+CAVE_TRAIN_SCENES = [
+    "balloons", "beads", "cd", "chart_and_stuffed_toy", "clay", "cloth", "egyptian_statue", "face",
+    "fake_and_real_beers", "fake_and_real_food", "fake_and_real_lemon_slices", "fake_and_real_lemons",
+    "fake_and_real_peppers", "fake_and_real_strawberries", "fake_and_real_sushi", "fake_and_real_tomatoes",
+    "feathers", "flowers", "glass_tiles", "hairs",
+]
+CAVE_TEST_SCENES = [
+    "superballs", "thread_spools", "oil_painting", "paints", "photo_and_face", "pompoms", "real_and_fake_apples",
+    "real_and_fake_peppers", "sponges", "stuffed_toys", "jelly_beans", "watercolors",
+]
+
+
+def find_cave_scenes(root, names=None) -> dict:
+    """{name: folder} of the CAVE scenes under `root` (the database's complete_ms_data).
+    With `names`, only those, in that order; scenes not present are left out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"CAVE folder not found: {root}")
+    present = {p.name[:-3]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.endswith("_ms")}
+    if names is None:
+        return present
+    return {name: present[name] for name in names if name in present}
+
+
+def load_cave(root, names=None) -> dict:
+    """{name: Tensor[31, H, W]} for the CAVE scenes found under root."""
+    return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names).items()}
+
+
+class PatchDataset(Dataset):
+    """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
+    a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI.
+
+    Sample `index` of epoch `e` is a pure function of (seed, e, index), so that a resumed
+    run draws exactly what an uninterrupted one would; call set_epoch at each epoch.
+    """
+
+    def __init__(self, scenes, scale: int, srf: torch.Tensor, patch: int = 96, samples: int = 20000,
+                 sigma: float = 2.0, seed: int = 0, augment: bool = True):
+        self.scenes = list(scenes.values()) if isinstance(scenes, dict) else list(scenes)
+        if not self.scenes:
+            raise ValueError("PatchDataset: no scenes")
+        if patch % scale:
+            raise ValueError(f"PatchDataset: patch {patch} is not divisible by the scale {scale}")
+        for cube in self.scenes:
+            if min(cube.shape[1:]) < patch:
+                raise ValueError(f"PatchDataset: a scene of size {tuple(cube.shape[1:])} is smaller than the "
+                                 f"patch {patch}")
+        self.scale, self.srf, self.patch, self.samples = scale, srf, patch, samples
+        self.sigma, self.seed, self.augment, self.epoch = sigma, seed, augment, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.samples
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        cube = self.scenes[rng.integers(len(self.scenes))]
+        top = rng.integers(cube.shape[1] - self.patch + 1)
+        left = rng.integers(cube.shape[2] - self.patch + 1)
+        hr = cube[:, top:top + self.patch, left:left + self.patch]
+        if self.augment:
+            hr = torch.rot90(hr, int(rng.integers(4)), dims=(1, 2))
+            if rng.integers(2):
+                hr = hr.flip(2)
+            if rng.integers(2):
+                hr = hr.flip(1)
+        hr = hr.contiguous()
+        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr
+
+
+class SceneDataset(Dataset):
+    """Whole images: (lr_hsi, hr_msi, hr_hsi, name), cropped to a multiple of the scale."""
+
+    def __init__(self, scenes: dict, scale: int, srf: torch.Tensor, sigma: float = 2.0):
+        self.names = list(scenes)
+        self.scenes, self.scale, self.srf, self.sigma = scenes, scale, srf, sigma
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, index):
+        name = self.names[index]
+        hr = self.scenes[name]
+        height, width = (s - s % self.scale for s in hr.shape[1:])
+        hr = hr[:, :height, :width].contiguous()
+        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr, name

@@ -1,0 +1,58 @@
+"""The authors' observation model: blur and decimate for the LR-HSI, a spectral response
+for the HR-MSI."""
+import torch
+
+
+def gaussian_psf(size: int, sigma: float, dtype=torch.float64) -> torch.Tensor:
+    """A size x size Gaussian PSF summing to 1: the outer product of a 1-D Gaussian window
+    centred at (size - 1) / 2 (MATLAB's fspecial('gaussian'))."""
+    offsets = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    window = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
+    psf = torch.outer(window, window)
+    return psf / psf.sum()
+
+
+def psf_to_otf(psf: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The optical transfer function of a PSF for circular convolution on (height, width):
+    zero-padded and rolled so that its centre pixel (index size // 2) sits at (0, 0), as
+    MATLAB's psf2otf does."""
+    padded = psf.new_zeros(height, width)
+    padded[:psf.shape[0], :psf.shape[1]] = psf
+    padded = torch.roll(padded, shifts=(-(psf.shape[0] // 2), -(psf.shape[1] // 2)), dims=(0, 1))
+    return torch.fft.fft2(padded)
+
+
+def blur(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0) -> torch.Tensor:
+    """Circular Gaussian blur (scale x scale window) of (..., H, W) through the FFT."""
+    height, width = hr_hsi.shape[-2:]
+    otf = psf_to_otf(gaussian_psf(scale, sigma).to(hr_hsi.device), height, width)
+    spectrum = torch.fft.fft2(hr_hsi.to(torch.float64)) * otf
+    return torch.fft.ifft2(spectrum).real.to(hr_hsi.dtype)
+
+
+def degrade(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0, snr_db: float = None,
+            generator: torch.Generator = None) -> torch.Tensor:
+    """The LR-HSI of (C, H, W) or (B, C, H, W) by the authors' protocol: circular Gaussian
+    blur, then every scale-th pixel from index scale // 2 - 1. With snr_db, white Gaussian
+    noise at that signal-to-noise ratio (per image) is added."""
+    if hr_hsi.dim() not in (3, 4):
+        raise ValueError(f"degrade: expected (C, H, W) or (B, C, H, W), got shape {tuple(hr_hsi.shape)}")
+    if scale < 1 or hr_hsi.shape[-1] % scale or hr_hsi.shape[-2] % scale:
+        raise ValueError(f"degrade: the size {tuple(hr_hsi.shape[-2:])} is not divisible by the scale {scale}")
+    start = max(scale // 2 - 1, 0)
+    lr = blur(hr_hsi, scale, sigma)[..., start::scale, start::scale]
+    if snr_db is not None:
+        power = lr.pow(2).mean(dim=(-3, -2, -1), keepdim=True)
+        noise_std = torch.sqrt(power / 10 ** (snr_db / 10))
+        noise = torch.randn(lr.shape, generator=generator, dtype=lr.dtype).to(lr.device)
+        lr = lr + noise_std * noise
+    return lr
+
+
+def upsample_bicubic(lr_hsi: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling (align_corners=False): the baseline and DHIF-Net's Z0."""
+    squeeze = lr_hsi.dim() == 3
+    x = lr_hsi[None] if squeeze else lr_hsi
+    out = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    return out[0] if squeeze else out
+

@@ -1,0 +1,135 @@
+"""Readers of hyperspectral cubes: the CAVE database's PNG folders, .mat (v5 and v7.3),
+.npy/.npz and .tif. Every reader returns a float32 tensor (C, H, W)."""
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CAVE_BAND = re.compile(r".*_(\d+)\.png$", re.IGNORECASE)
+
+
+def _png_band(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = np.asarray(image)
+    except Exception as error:
+        raise ValueError(f"cannot read CAVE band {path}: {error}") from error
+    if array.ndim == 3:  # watercolors: 8-bit RGBA with R = G = B
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype in (np.uint16, np.int32, np.uint32):  # Pillow opens 16-bit PNGs as I;16 or I
+        return array.astype(np.float32) / 65535.0
+    raise ValueError(f"CAVE band {path} has unexpected pixel type {array.dtype}")
+
+
+def cave_band_files(folder) -> list:
+    """The band PNGs of a CAVE scene folder, in band order. The database nests each scene
+    as <scene>_ms/<scene>_ms/; either level may be given. RGB bitmaps and Thumbs.db are not
+    bands and are ignored."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"CAVE scene folder not found: {folder}")
+    files = [p for p in folder.iterdir() if CAVE_BAND.match(p.name)]
+    if not files:
+        nested = folder / folder.name
+        if nested.is_dir():
+            return cave_band_files(nested)
+        raise ValueError(f"no band images (<scene>_ms_NN.png) in {folder}")
+    files.sort(key=lambda p: int(CAVE_BAND.match(p.name).group(1)))
+    numbers = [int(CAVE_BAND.match(p.name).group(1)) for p in files]
+    if numbers != list(range(1, len(files) + 1)):
+        missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
+        raise ValueError(f"CAVE scene {folder} is missing bands {missing} (found {len(files)} band files)")
+    return files
+
+
+def read_cave_scene(path, bands: int = 31) -> torch.Tensor:
+    """A CAVE scene (bands, H, W) in [0, 1] from its folder: 16-bit PNGs / 65535, the 8-bit
+    RGBA bands of watercolors / 255. Other formats are passed to read_cube."""
+    path = Path(path)
+    if path.is_file():
+        return read_cube(path)
+    files = cave_band_files(path)
+    if bands is not None and len(files) != bands:
+        raise ValueError(f"CAVE scene {path} has {len(files)} bands, expected {bands}")
+    planes = [_png_band(f) for f in files]
+    for f, plane in zip(files, planes):
+        if plane.shape != planes[0].shape:
+            raise ValueError(f"band {f} is {plane.shape}, the first band is {planes[0].shape}")
+    return torch.from_numpy(np.stack(planes))
+
+
+def _to_chw(array: np.ndarray, layout: str) -> np.ndarray:
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ValueError(f"expected a 3-D cube, got shape {array.shape}")
+    if layout == "auto":  # square images: the odd axis out is the bands; else the smallest
+        h, w, c = array.shape
+        if h == w != c:
+            layout = "hwc"
+        elif w == c != h:
+            layout = "chw"
+        else:
+            layout = "hwc" if c < min(h, w) else "chw"
+    return array.transpose(2, 0, 1) if layout == "hwc" else array
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / np.iinfo(array.dtype).max
+    return array.astype(np.float32)
+
+
+def _mat_arrays(path: Path) -> dict:
+    try:
+        from scipy.io import loadmat
+
+        return {k: v for k, v in loadmat(path).items() if isinstance(v, np.ndarray)}
+    except NotImplementedError:  # MATLAB v7.3 is HDF5; h5py stores arrays transposed
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+
+
+def read_array(path, key: str = None) -> np.ndarray:
+    """The raw array stored in a .mat/.npy/.npz/.tif file (the given key, or the largest
+    numeric array)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path)
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            return tifffile.imread(path)
+        arrays = _mat_arrays(path) if suffix == ".mat" else dict(np.load(path)) if suffix == ".npz" else None
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot read {path}: {error}") from error
+    if arrays is None:
+        raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz or .tif")
+    if key is not None:
+        if key not in arrays:
+            raise KeyError(f"{path} has no array {key!r}; it has {sorted(arrays)}")
+        return arrays[key]
+    numeric = {k: v for k, v in arrays.items() if np.issubdtype(v.dtype, np.number)}
+    if not numeric:
+        raise ValueError(f"{path} holds no numeric array")
+    return max(numeric.values(), key=lambda v: v.size)
+
+
+def read_cube(path, key: str = None, layout: str = "auto") -> torch.Tensor:
+    """A hyperspectral cube (C, H, W) float32 from .mat/.npy/.npz/.tif. Integer data are
+    divided by their type's maximum; float data are returned as stored. layout: 'auto',
+    'chw' or 'hwc'."""
+    array = _to_chw(read_array(path, key), layout)
+    return torch.from_numpy(np.ascontiguousarray(_to_unit_float(array)))

@@ -1,0 +1,102 @@
+"""`dhif fuse`: fuse a user's own LR-HSI and HR-MSI, with no ground truth.
+
+With --checkpoint, a trained model is applied. Without one, a small DHIF-Net is trained
+on the pair itself at reduced resolution (Wald's protocol): both inputs are degraded by
+the scale, the network learns to recover the given LR-HSI from them, and is then applied
+to the full-resolution pair. The report gives that reduced-resolution accuracy and the
+consistency of the fused cube with the LR-HSI it came from.
+"""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .baselines import bicubic
+from .data import degrade, read_cube
+from .evaluate import fuse_image, save_cube, save_figures
+from .metrics import psnr, sam
+from .train import TrainConfig, model_from_checkpoint, pick_device, train
+
+
+class PairPatchDataset(Dataset):
+    """Random aligned patches (lr_hsi, hr_msi, hr_hsi) of one real pair, with rot90 and flips;
+    sample `index` of an epoch is a pure function of (seed, epoch, index)."""
+
+    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0):
+        self.lr_hsi, self.hr_msi, self.target = lr_hsi, hr_msi, target
+        self.scale, self.patch, self.samples, self.seed, self.epoch = scale, patch, samples, seed, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.samples
+
+    def __getitem__(self, index):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        s, p = self.scale, self.patch
+        top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
+        left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
+        crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
+                 self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
+        turns, flip = int(rng.integers(4)), bool(rng.integers(2))
+        crops = [torch.rot90(c, turns, dims=(1, 2)) for c in crops]
+        return tuple((c.flip(2) if flip else c).contiguous() for c in crops)
+
+
+def _crop_to_multiple(cube, multiple):
+    h, w = cube.shape[1] - cube.shape[1] % multiple, cube.shape[2] - cube.shape[2] % multiple
+    return cube[:, :h, :w]
+
+
+def fuse_pair(args):
+    lr_hsi, hr_msi = read_cube(args.lr_hsi, args.lr_key), read_cube(args.hr_msi, args.msi_key)
+    ratio = hr_msi.shape[1] / lr_hsi.shape[1]
+    scale = args.scale or int(round(ratio))
+    if hr_msi.shape[1] != lr_hsi.shape[1] * scale or hr_msi.shape[2] != lr_hsi.shape[2] * scale:
+        raise ValueError(f"the HR-MSI {tuple(hr_msi.shape[1:])} is not the LR-HSI {tuple(lr_hsi.shape[1:])} "
+                         f"times the scale {scale}")
+    out = Path(args.out)
+    device = pick_device(args.device)
+    report = {"lr_hsi": list(lr_hsi.shape), "hr_msi": list(hr_msi.shape), "scale": scale}
+    if args.checkpoint:
+        model = model_from_checkpoint(args.checkpoint, device)
+    else:
+        # Reduced resolution: (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI.
+        target = _crop_to_multiple(lr_hsi, scale * 16)
+        msi = _crop_to_multiple(hr_msi, scale * scale * 16)[:, :target.shape[1] * scale, :target.shape[2] * scale]
+        msi_low, hsi_low = degrade(msi, scale), degrade(target, scale)
+        patch = min(64, target.shape[1], target.shape[2])
+        config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
+                             msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
+                             head_width=args.head_width, epochs=1_000_000, samples_per_epoch=32, batch_size=4,
+                             patch=patch, lr=1e-3, lr_decay_until=0, val_every=0, time_limit=args.minutes * 60,
+                             device=args.device, seed=args.seed)
+        if Path(config.out).exists():
+            shutil.rmtree(config.out)
+        print(f"dhif fuse: no checkpoint; training {args.minutes:g} min on the pair at reduced resolution "
+              f"({tuple(hsi_low.shape)} + {tuple(msi_low.shape)} -> {tuple(target.shape)})", flush=True)
+        result = train(config, PairPatchDataset(hsi_low, msi_low, target, scale, patch, config.samples_per_epoch,
+                                                args.seed))
+        model = model_from_checkpoint(result["checkpoint"], device)
+        with torch.no_grad():
+            reduced = fuse_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap)
+            base = bicubic(hsi_low[None], None, scale).to(device)
+        report["reduced_resolution"] = {
+            "dhif": {"psnr": psnr(reduced.clamp(0, 1), target[None].to(device)), "sam": sam(reduced, target[None])},
+            "bicubic": {"psnr": psnr(base.clamp(0, 1), target[None].to(device)), "sam": sam(base, target[None])}}
+    with torch.no_grad():
+        fused = fuse_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
+                           progress=True).clamp(0, 1)
+    # Consistency: the fused cube, degraded again, against the LR-HSI it came from.
+    report["consistency_psnr_db"] = psnr(degrade(fused.cpu(), scale), lr_hsi[None])
+    fused_np = fused[0].cpu().numpy()
+    save_cube(out / f"fused.{args.format}", fused_np)
+    save_figures(out, "fused", None, {"dhif": fused_np,
+                                      "bicubic": bicubic(lr_hsi[None], None, scale)[0].clamp(0, 1).numpy()})
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    print(f"fused cube {tuple(fused_np.shape)} and figures written to {out}/")

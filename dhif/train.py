@@ -1,0 +1,253 @@
+"""Training loop: the paper's protocol by default, resumable, single process or DDP.
+
+Checkpoints are state_dicts (model, optimizer, scheduler, epoch, RNG states, config)
+written atomically to <out>/last.pt, so that a run killed at any moment resumes from the
+last finished epoch and continues exactly as an uninterrupted run would: the training
+samples of epoch e are a pure function of (seed, e, index).
+"""
+import csv
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from .data import SceneDataset
+from .models import DHIFNet
+from .models.physics import init_observation_operators
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Defaults are the authors' CAVE protocol (x8)."""
+    out: str = "runs/dhif"
+    scale: int = 8
+    hsi_channels: int = 31
+    msi_channels: int = 3
+    stages: int = 4
+    taps: int = 7
+    width: int = 64
+    head_width: int = None
+    filter_impl: str = "auto"
+    epochs: int = 500
+    samples_per_epoch: int = 20000
+    batch_size: int = 4
+    patch: int = 96
+    lr: float = 3e-4
+    lr_decay: float = 0.95       # x0.95 ...
+    lr_decay_every: int = 5      # ... every 5 epochs ...
+    lr_decay_until: int = 150    # ... up to epoch 150
+    sigma: float = 2.0
+    seed: int = 1
+    workers: int = 0
+    device: str = "auto"
+    bf16: bool = False
+    val_every: int = 10
+    val_tile: int = None
+    tensorboard: bool = False
+    time_limit: float = None     # seconds; stop after the epoch that crosses it
+    checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
+    init_operators: str = "random"  # or "physics": R, B from the known response and blur
+
+    def model_kwargs(self) -> dict:
+        return dict(hsi_channels=self.hsi_channels, msi_channels=self.msi_channels, scale=self.scale,
+                    stages=self.stages, taps=self.taps, width=self.width, head_width=self.head_width,
+                    filter_impl=self.filter_impl)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(config: TrainConfig):
+    """The authors' schedule: x decay at epochs 1, 1 + every, ... below `until`."""
+    milestones = range(1, config.lr_decay_until, config.lr_decay_every)
+    return lambda epoch: config.lr_decay ** sum(1 for m in milestones if m <= epoch)
+
+
+def save_atomic(obj, path: Path):
+    """torch.save to a temporary file in the same folder, then rename: a reader never sees
+    half a checkpoint, whatever moment the run is killed."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def model_from_checkpoint(path, device="cpu", filter_impl="auto") -> DHIFNet:
+    """A DHIFNet with the weights and configuration saved by `dhif train` or `dhif convert`."""
+    checkpoint = load_checkpoint(path)
+    config = dict(checkpoint["config"])
+    kwargs = {k: config[k] for k in ("hsi_channels", "msi_channels", "scale", "stages", "taps", "width",
+                                     "head_width") if k in config}
+    model = DHIFNet(**kwargs, filter_impl=filter_impl)
+    model.load_state_dict(checkpoint["model"])
+    return model.to(device).eval()
+
+
+class _Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group(backend)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.item() / self.world
+
+    def close(self):
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
+    """validate(model, device) -> mean PSNR over whole simulated scenes (tiled)."""
+    from .evaluate import fuse_image
+    from .metrics import psnr
+
+    dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
+
+    def validate(model, device) -> float:
+        model.eval()
+        values = []
+        with torch.no_grad():
+            for lr, msi, hr, _ in dataset:
+                pred = fuse_image(model, lr[None].to(device), msi[None].to(device), config.val_tile)
+                values.append(psnr(pred.clamp(0, 1), hr[None].to(device)))
+        model.train()
+        return sum(values) / len(values)
+
+    return validate
+
+
+def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True) -> dict:
+    """Trains (or resumes from <out>/last.pt) a DHIFNet on a dataset of (lr_hsi, hr_msi,
+    hr_hsi) samples that has set_epoch (PatchDataset). validate(model, device) -> PSNR runs
+    every config.val_every epochs. srf is needed for init_operators='physics'.
+    Returns {'epoch', 'loss', 'val_psnr', 'checkpoint'}."""
+    out = Path(config.out)
+    env = _Distributed(pick_device(config.device))
+    device = env.device
+    torch.manual_seed(config.seed)
+    model = DHIFNet(**config.model_kwargs()).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    if config.init_operators == "physics":
+        init_observation_operators(model, srf, config.sigma)
+    start_epoch = 0
+    last = out / "last.pt"
+    if last.exists():
+        checkpoint = load_checkpoint(last, map_location=device)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        start_epoch = checkpoint["epoch"]
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in checkpoint["rng"]:
+            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
+        if env.main:
+            print(f"resuming {last} at epoch {start_epoch}", flush=True)
+    wrapped = model
+    if env.world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
+                                                            else None)
+    # Samples are already random functions of (seed, epoch, index): no shuffling needed.
+    sampler = DistributedSampler(dataset, shuffle=False) if env.world > 1 else None
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
+                        drop_last=True, persistent_workers=config.workers > 0)
+    if env.main:
+        out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.csv"
+    writer = None
+    if config.tensorboard and env.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(out / "tensorboard")
+    started, result = time.time(), {"epoch": start_epoch, "loss": None, "val_psnr": None, "checkpoint": str(last)}
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        dataset.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        epoch_start, total, count = time.time(), 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and env.main),
+                   leave=False)
+        for lr_hsi, hr_msi, hr_hsi in bar:
+            lr_hsi, hr_msi, hr_hsi = lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
+                pred = wrapped(lr_hsi, hr_msi)
+            loss = F.l1_loss(pred.float(), hr_hsi)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item(), count + 1
+            rate = count * config.batch_size * env.world / (time.time() - epoch_start)
+            bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
+        scheduler.step()
+        mean_loss = env.mean(total / max(count, 1))
+        val_psnr = None
+        if validate and env.main and config.val_every and (epoch + 1) % config.val_every == 0:
+            val_psnr = validate(model, device)
+        result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
+        if env.main:
+            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
+                          "rng": {"torch": torch.get_rng_state(),
+                                  **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
+                          "config": dataclasses.asdict(config)}
+            save_atomic(checkpoint, last)
+            if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
+                save_atomic(checkpoint, out / f"epoch_{epoch + 1:03d}.pt")
+            new_log = not log_path.exists()
+            with open(log_path, "a", newline="") as f:
+                row = csv.writer(f)
+                if new_log:
+                    row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds"])
+                row.writerow([epoch + 1, f"{mean_loss:.6f}", f"{scheduler.get_last_lr()[0]:.6g}",
+                              "" if val_psnr is None else f"{val_psnr:.4f}", f"{time.time() - epoch_start:.1f}"])
+            if writer is not None:
+                writer.add_scalar("loss/train", mean_loss, epoch + 1)
+                if val_psnr is not None:
+                    writer.add_scalar("psnr/val", val_psnr, epoch + 1)
+            message = f"epoch {epoch + 1}: loss {mean_loss:.5f}" + (
+                f", val PSNR {val_psnr:.2f} dB" if val_psnr is not None else "")
+            if progress:
+                tqdm.write(message)
+        env.barrier()
+        # Every rank stops after the same epoch: rank 0's clock decides.
+        if config.time_limit and env.mean(float(env.main and time.time() - started > config.time_limit)) > 0:
+            break
+    if writer is not None:
+        writer.close()
+    env.close()
+    return result
