@@ -8,7 +8,9 @@ Conventions (they differ across the literature):
 - ergas: 100 / scale * sqrt(mean_b (RMSE_b / mean_b)^2), with the 1 / scale that some
   widely copied code leaves out.
 - ssim: per-band SSIM (11 x 11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) averaged over
-  bands, valid windows only (as torchmetrics and scikit-image with gaussian weights).
+  bands, valid windows only: equal to scikit-image's structural_similarity with
+  gaussian_weights=True, use_sample_covariance=False. torchmetrics also averages the
+  reflect-padded border windows, which differs in the fourth decimal.
 - uiqi: Wang-Bovik Q on 32 x 32 sliding windows (stride 1) per band, averaged.
 """
 import torch
@@ -57,25 +59,38 @@ def ergas(pred, target, scale: int):
 def _gaussian_window(size: int, sigma: float) -> torch.Tensor:
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     window = torch.exp(-offsets ** 2 / (2 * sigma ** 2))
-    window = window / window.sum()
-    return torch.outer(window, window)
+    return window / window.sum()
 
 
-def _local_mean(x, window):
-    """Per-band valid-window weighted mean of (B, C, H, W)."""
-    channels = x.shape[1]
-    kernel = window.to(x)[None, None].expand(channels, 1, *window.shape)
-    return F.conv2d(x, kernel, groups=channels)
+def _gaussian_mean(x, window):
+    """Valid-window Gaussian-weighted local mean of (B, C, H, W), as two 1-D passes."""
+    channels, size = x.shape[1], window.numel()
+    w = window.to(x)
+    x = F.conv2d(x, w.view(1, 1, 1, size).expand(channels, 1, 1, size), groups=channels)
+    return F.conv2d(x, w.view(1, 1, size, 1).expand(channels, 1, size, 1), groups=channels)
+
+
+def _box_mean(x, size: int):
+    """Valid-window mean over size x size boxes of (B, C, H, W), from an integral image."""
+    integral = F.pad(x, [1, 0, 1, 0]).cumsum(dim=2).cumsum(dim=3)
+    total = (integral[..., size:, size:] - integral[..., :-size, size:] - integral[..., size:, :-size]
+             + integral[..., :-size, :-size])
+    return total / (size * size)
+
+
+def _local_statistics(pred, target, local_mean):
+    mu_x, mu_y = local_mean(pred), local_mean(target)
+    var_x = local_mean(pred * pred) - mu_x ** 2
+    var_y = local_mean(target * target) - mu_y ** 2
+    cov = local_mean(pred * target) - mu_x * mu_y
+    return mu_x, mu_y, var_x, var_y, cov
 
 
 def ssim(pred, target, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5):
     pred, target = _check(pred, target)
     window = _gaussian_window(window_size, sigma)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = _local_mean(pred, window), _local_mean(target, window)
-    var_x = _local_mean(pred * pred, window) - mu_x ** 2
-    var_y = _local_mean(target * target, window) - mu_y ** 2
-    cov = _local_mean(pred * target, window) - mu_x * mu_y
+    mu_x, mu_y, var_x, var_y, cov = _local_statistics(pred, target, lambda x: _gaussian_mean(x, window))
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return index.mean(dim=(1, 2, 3)).mean().item()
 
@@ -83,11 +98,7 @@ def ssim(pred, target, data_range: float = 1.0, window_size: int = 11, sigma: fl
 def uiqi(pred, target, window_size: int = 32):
     pred, target = _check(pred, target)
     size = min(window_size, *pred.shape[2:])
-    window = torch.full((size, size), 1.0 / (size * size), dtype=torch.float64)
-    mu_x, mu_y = _local_mean(pred, window), _local_mean(target, window)
-    var_x = _local_mean(pred * pred, window) - mu_x ** 2
-    var_y = _local_mean(target * target, window) - mu_y ** 2
-    cov = _local_mean(pred * target, window) - mu_x * mu_y
+    mu_x, mu_y, var_x, var_y, cov = _local_statistics(pred, target, lambda x: _box_mean(x, size))
     denominator = (var_x + var_y) * (mu_x ** 2 + mu_y ** 2)
     # Flat windows in both images (denominator 0) count as perfect agreement when equal.
     q = torch.where(denominator > 0, 4 * cov * mu_x * mu_y / denominator.where(denominator > 0, torch.ones_like(

@@ -113,7 +113,7 @@ def read_array(path, key: str = None) -> np.ndarray:
 
             return tifffile.imread(path)
         arrays = _mat_arrays(path) if suffix == ".mat" else dict(np.load(path)) if suffix == ".npz" else None
-    except (OSError, ValueError) as error:
+    except Exception as error:  # each library has its own error types for corrupt files
         raise ValueError(f"cannot read {path}: {error}") from error
     if arrays is None:
         raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz or .tif")

@@ -1,0 +1,226 @@
+"""Readers, the authors' degradation, spectral responses and datasets."""
+import numpy as np
+import pytest
+import torch
+
+from dhif.data import (CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, degrade, find_cave_scenes,
+                       gaussian_psf, read_cave_scene, read_cube, spectral_response, to_msi)
+from dhif.data.synthetic import synthetic_scene
+
+from conftest import DEVICES, SHARED_DATA
+
+PIL = pytest.importorskip("PIL.Image")
+
+
+def write_cave_folder(root, name="toy", bands=31, size=(8, 12), seed=0, eight_bit=False):
+    """A scene in the CAVE database's own layout, with the non-band files it ships."""
+    folder = root / f"{name}_ms" / f"{name}_ms"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    cube = rng.integers(0, 255 if eight_bit else 65535, size=(bands, *size))
+    for b in range(bands):
+        if eight_bit:
+            plane = np.repeat(cube[b].astype(np.uint8)[..., None], 4, axis=-1)
+            plane[..., 3] = 255
+            PIL.fromarray(plane, mode="RGBA").save(folder / f"{name}_ms_{b + 1:02d}.png")
+        else:
+            PIL.fromarray(cube[b].astype(np.uint16)).save(folder / f"{name}_ms_{b + 1:02d}.png")
+    PIL.fromarray(np.zeros((*size, 3), dtype=np.uint8)).save(folder / f"{name}_RGB.bmp")
+    (folder / "Thumbs.db").write_bytes(b"\x00" * 16)
+    return folder.parent, cube / (255.0 if eight_bit else 65535.0)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+@pytest.mark.parametrize("eight_bit", [False, True])
+def test_cave_layout_is_read_in_band_order(tmp_path, eight_bit):
+    scene, expected = write_cave_folder(tmp_path, eight_bit=eight_bit)
+    for path in (scene, scene / scene.name):  # either nesting level
+        cube = read_cave_scene(path)
+        assert cube.shape == (31, 8, 12) and cube.dtype == torch.float32
+        np.testing.assert_allclose(cube.numpy(), expected, rtol=0, atol=1e-7)
+
+
+def test_cave_errors_name_the_problem(tmp_path):
+    scene, _ = write_cave_folder(tmp_path)
+    band = scene / scene.name / "toy_ms_07.png"
+    band.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="toy_ms_07.png"):
+        read_cave_scene(scene)
+    band.unlink()
+    with pytest.raises(ValueError, match=r"missing bands \[7\]"):
+        read_cave_scene(scene)
+    PIL.fromarray(np.zeros((9, 12), dtype=np.uint16)).save(band)
+    with pytest.raises(ValueError, match="toy_ms_07.png"):
+        read_cave_scene(scene)
+    with pytest.raises(FileNotFoundError):
+        read_cave_scene(tmp_path / "nowhere")
+
+
+def test_real_cave_scenes(cave_dir):
+    scenes = find_cave_scenes(cave_dir)
+    assert {"balloons", "watercolors"} <= set(scenes)
+    for name in ("balloons", "watercolors"):  # 16-bit grey and 8-bit RGBA bands
+        cube = read_cave_scene(scenes[name])
+        assert cube.shape == (31, 512, 512)
+        assert 0.0 <= cube.min() and cube.max() <= 1.0 and cube.mean() > 0.01
+    assert set(scenes) <= set(CAVE_TRAIN_SCENES + CAVE_TEST_SCENES)
+    assert len(CAVE_TRAIN_SCENES) == 20 and len(CAVE_TEST_SCENES) == 12
+
+
+def test_cube_formats_round_trip(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    h5py = pytest.importorskip("h5py")
+    tifffile = pytest.importorskip("tifffile")
+    cube = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)  # (C, H, W)
+    hwc = cube.transpose(1, 2, 0)
+    np.save(tmp_path / "a.npy", cube)
+    np.savez(tmp_path / "a.npz", hsi=cube, other=np.zeros(2))
+    scipy_io.savemat(tmp_path / "v5.mat", {"hsi": hwc, "rgb": hwc[..., :3]})
+    tifffile.imwrite(tmp_path / "a.tif", cube)
+    # MATLAB v7.3 is HDF5 behind a 512-byte header; arrays are stored transposed.
+    with h5py.File(tmp_path / "v73.mat", "w", userblock_size=512) as f:
+        f["hsi"] = hwc.T
+    with open(tmp_path / "v73.mat", "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+    for name, key in [("a.npy", None), ("a.npz", "hsi"), ("v5.mat", "hsi"), ("v5.mat", None), ("v73.mat", "hsi"),
+                      ("a.tif", None)]:
+        np.testing.assert_array_equal(read_cube(tmp_path / name, key).numpy(), cube, err_msg=name)
+    with pytest.raises(KeyError, match="nothing"):
+        read_cube(tmp_path / "v5.mat", "nothing")
+    (tmp_path / "broken.mat").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="broken.mat"):
+        read_cube(tmp_path / "broken.mat")
+
+
+def test_integer_cubes_are_scaled_to_unit_range(tmp_path):
+    np.save(tmp_path / "u16.npy", np.full((4, 4, 3), 65535, dtype=np.uint16))
+    cube = read_cube(tmp_path / "u16.npy")
+    assert cube.shape == (3, 4, 4) and torch.all(cube == 1.0)
+
+
+def test_real_pairs_are_readable():
+    houston = SHARED_DATA / "houston" / "houston_dataset.mat"
+    paris = SHARED_DATA / "paris" / "paris_data_hs_ms.mat"
+    if not houston.exists() or not paris.exists():
+        pytest.skip("shared data not present")
+    assert read_cube(houston, "hyprImg").shape == (48, 128, 128)
+    assert read_cube(houston, "rgbImg").shape == (3, 512, 512)
+    assert read_cube(paris, "HSim").shape == (128, 72, 72)
+    assert read_cube(paris, "MSim").shape == (9, 72, 72)
+
+
+# ----------------------------------------------------------------------------- degradation
+
+
+def circular_blur_numpy(cube, scale, sigma):
+    """sum_{j,k} psf[j, k] z[n - j + scale//2, m - k + scale//2], by np.roll: psf2otf's centring."""
+    psf = gaussian_psf(scale, sigma).numpy()
+    out = np.zeros_like(cube)
+    for j in range(scale):
+        for k in range(scale):
+            out += psf[j, k] * np.roll(cube, (j - scale // 2, k - scale // 2), axis=(-2, -1))
+    return out
+
+
+@pytest.mark.parametrize("scale", [4, 8, 16])
+def test_degrade_matches_direct_circular_convolution(scale):
+    cube = torch.rand(3, 32, 48, dtype=torch.float64)
+    expected = circular_blur_numpy(cube.numpy(), scale, 2.0)[..., scale // 2 - 1::scale, scale // 2 - 1::scale]
+    np.testing.assert_allclose(degrade(cube, scale).numpy(), expected, atol=1e-12)
+
+
+def test_degrade_properties():
+    flat = torch.full((2, 3, 32, 32), 0.37)
+    torch.testing.assert_close(degrade(flat, 8), torch.full((2, 3, 4, 4), 0.37))
+    cube = torch.rand(2, 4, 32, 40)
+    torch.testing.assert_close(degrade(cube, 8)[1], degrade(cube[1], 8))
+    delta = torch.zeros(1, 32, 32, dtype=torch.float64)
+    delta[0, 11, 19] = 1.0  # pixel 11 is sampled as LR 1 (8 * 1 + 3); 19 as LR 2
+    lr = degrade(delta, 8)
+    assert lr.shape == (1, 4, 4)
+    assert divmod(int(lr.argmax()), 4) == (1, 2)
+    with pytest.raises(ValueError, match="divisible"):
+        degrade(torch.rand(3, 30, 32), 8)
+
+
+def test_degrade_noise_has_the_requested_snr():
+    cube = torch.rand(8, 128, 128, dtype=torch.float64)
+    clean = degrade(cube, 4)
+    noisy = degrade(cube, 4, snr_db=30, generator=torch.Generator().manual_seed(0))
+    snr = 10 * torch.log10(clean.pow(2).mean() / (noisy - clean).pow(2).mean())
+    assert abs(snr.item() - 30) < 0.3
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_degrade_on_every_device(device):
+    cube = torch.rand(2, 5, 32, 32)
+    torch.testing.assert_close(degrade(cube.to(device), 8).cpu(), degrade(cube, 8), atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- spectral response
+
+
+def test_nikon_response_matches_the_published_table():
+    srf = spectral_response("nikon_d700")
+    assert srf.shape == (3, 31)
+    torch.testing.assert_close(srf.sum(dim=1), torch.ones(3))
+    table = SHARED_DATA / "srf" / "nikon_d700_response_coefficient.mat"
+    if table.exists():
+        from scipy.io import loadmat
+
+        np.testing.assert_allclose(srf.numpy(), loadmat(table)["R"].T, atol=1e-7)
+
+
+def test_user_response_files(tmp_path):
+    table = np.random.default_rng(0).random((31, 3))
+    np.save(tmp_path / "r.npy", table)
+    wavelengths = np.arange(400, 710, 10)[:, None]
+    np.savetxt(tmp_path / "r.csv", np.hstack([wavelengths, table]), delimiter=",", header="nm,r,g,b")
+    for name in ("r.npy", "r.csv"):
+        srf = spectral_response(tmp_path / name, bands=31)
+        np.testing.assert_allclose(srf.numpy(), (table / table.sum(axis=0)).T, rtol=1e-5)
+    with pytest.raises(ValueError, match="bands"):
+        spectral_response(tmp_path / "r.npy", bands=30)
+    with pytest.raises(ValueError, match="unknown spectral response"):
+        spectral_response("canon_5d")
+    camspec = SHARED_DATA / "srf" / "nikon_d700_camspec.csv"
+    if camspec.exists():
+        assert spectral_response(camspec).shape == (3, 33)  # 400-720 nm
+
+
+def test_to_msi():
+    srf = spectral_response()
+    cube = torch.rand(2, 31, 4, 5)
+    msi = to_msi(cube, srf)
+    assert msi.shape == (2, 3, 4, 5)
+    torch.testing.assert_close(msi[1, :, 2, 3], srf @ cube[1, :, 2, 3])
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_patch_dataset_is_a_function_of_seed_epoch_index():
+    scenes = [synthetic_scene(64, seed=0), synthetic_scene(64, seed=1)]
+    data = PatchDataset(scenes, 8, spectral_response(), patch=32, samples=10, seed=3)
+    lr, msi, hr = data[4]
+    assert lr.shape == (31, 4, 4) and msi.shape == (3, 32, 32) and hr.shape == (31, 32, 32)
+    torch.testing.assert_close(data[4][2], hr)
+    assert not torch.equal(data[5][2], hr)
+    data.set_epoch(1)
+    assert not torch.equal(data[4][2], hr)
+    torch.testing.assert_close(to_msi(hr, spectral_response()), msi)
+    torch.testing.assert_close(degrade(hr, 8), lr)
+
+
+def test_scene_dataset_crops_to_the_scale():
+    data = SceneDataset({"a": synthetic_scene(100, seed=0)}, 8, spectral_response())
+    lr, msi, hr, name = data[0]
+    assert name == "a" and hr.shape == (31, 96, 96) and lr.shape == (31, 12, 12) and msi.shape == (3, 96, 96)
+
+
+def test_synthetic_scene():
+    cube = synthetic_scene(64, bands=10, seed=5)
+    assert cube.shape == (10, 64, 64) and 0 <= cube.min() and cube.max() <= 1
+    torch.testing.assert_close(cube, synthetic_scene(64, bands=10, seed=5))

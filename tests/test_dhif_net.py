@@ -1,0 +1,119 @@
+"""DHIFNet: parameter counts, shapes, generalisations, validation, and equality with the
+authors' network restated from the spec."""
+
+import pytest
+import torch
+
+from dhif.models import DHIFNet, convert_original_state_dict, load_original_checkpoint
+from dhif.models.convert import infer_config
+
+from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
+from conftest import require_fused
+
+
+def count(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("scale,expected", [(8, 22_669_489), (16, 22_531_167)])
+def test_reference_parameter_count(scale, expected):
+    assert count(DHIFNet(scale=scale)) == expected
+    shapes = authors_shapes(sf=scale)
+    assert sum(torch.Size(s).numel() for s in shapes.values()) == expected
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8, 16, 32])
+def test_shapes_for_every_scale(scale):
+    model = DHIFNet(hsi_channels=5, msi_channels=4, scale=scale, stages=2, width=4, head_width=8)
+    lr, msi = torch.rand(2, 5, 2, 3), torch.rand(2, 4, 2 * scale, 3 * scale)
+    out = model(lr, msi)
+    assert out.shape == (2, 5, 2 * scale, 3 * scale)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("stages", [1, 3, 6])
+def test_dense_connections_grow_with_stages(stages):
+    model = DHIFNet(hsi_channels=4, stages=stages, width=8, head_width=8)
+    assert [conv.in_channels for conv in model.dense] == [8 * (t + 1) for t in range(stages)]
+    assert model.eta.shape == model.lam.shape == (stages,)
+    assert model(torch.rand(1, 4, 2, 2), torch.rand(1, 3, 16, 16)).shape == (1, 4, 16, 16)
+
+
+def test_sizes_the_unet_cannot_divide_are_padded_and_cropped():
+    model = DHIFNet(hsi_channels=6, scale=4, stages=1, width=4, head_width=8)
+    lr, msi = torch.rand(1, 6, 5, 7), torch.rand(1, 3, 20, 28)
+    out = model(lr, msi)
+    assert out.shape == (1, 6, 20, 28)
+    # The crop keeps the top-left: the same pixels come out of a larger, divisible input.
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("lr_shape,msi_shape,match", [
+    ((1, 30, 4, 4), (1, 3, 32, 32), "bands"),
+    ((1, 31, 4, 4), (1, 4, 32, 32), "bands"),
+    ((1, 31, 4, 4), (1, 3, 16, 32), "times the scale"),
+    ((2, 31, 4, 4), (1, 3, 32, 32), "batch"),
+    ((31, 4, 4), (1, 3, 32, 32), "4-D"),
+])
+def test_bad_inputs_are_refused(lr_shape, msi_shape, match):
+    model = DHIFNet(width=4, stages=1, head_width=8)
+    with pytest.raises(ValueError, match=match):
+        model(torch.rand(lr_shape), torch.rand(msi_shape))
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(ValueError, match="power of two"):
+        DHIFNet(scale=6)
+    with pytest.raises(ValueError, match="odd"):
+        DHIFNet(taps=4)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+@pytest.mark.parametrize("scale", [8, 16])
+def test_same_function_as_the_authors_network(impl, scale):
+    """Converted authors' weights in DHIFNet give the authors' output (float64)."""
+    if impl == "fused":
+        require_fused("cpu")
+    state = authors_state_dict(sf=scale, seed=scale)
+    model = DHIFNet(scale=scale, filter_impl=impl).double()
+    model.load_state_dict(convert_original_state_dict(state), strict=True)
+    generator = torch.Generator().manual_seed(1)
+    msi = torch.rand(1, 3, 32, 32, generator=generator, dtype=torch.float64)
+    lr = torch.rand(1, 31, 32 // scale, 32 // scale, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        ours = model(lr, msi)
+        theirs = authors_forward(state, msi, lr, sf=scale)
+    torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_converter_maps_every_name_and_infers_the_configuration():
+    state = convert_original_state_dict({"module." + k: v for k, v in authors_state_dict(sf=16).items()})
+    assert infer_config(state) == dict(hsi_channels=31, msi_channels=3, scale=16, stages=4, taps=7, width=64,
+                                       head_width=None)
+    DHIFNet(scale=16).double().load_state_dict(state, strict=True)
+    with pytest.raises(ValueError, match="unexpected parameter"):
+        convert_original_state_dict({**authors_state_dict(), "extra.weight": torch.zeros(1)})
+    with pytest.raises(ValueError, match="incomplete"):
+        convert_original_state_dict({k: v for k, v in authors_state_dict().items() if k != "eta_2"})
+
+
+def test_pickled_authors_model_loads_without_their_code(tmp_path):
+    state = authors_state_dict(dtype=torch.float32)
+    path = tmp_path / "model_500.pth"
+    pickled_authors_model(state, path)
+    loaded = load_original_checkpoint(path)
+    assert set(loaded) == set(state)
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_arbitrary_pickled_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pth"
+    torch.save({"weights": torch.zeros(1), "payload": _Exploit()}, path)
+    with pytest.raises(ValueError, match="without running pickled code"):
+        load_original_checkpoint(path)
+    assert "pickled code ran" not in capsys.readouterr().out

@@ -1,0 +1,110 @@
+"""Training: the loss goes down, checkpoints are safe, a resumed run equals an
+uninterrupted one, and DDP runs with two gloo processes."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dhif.data import PatchDataset, spectral_response
+from dhif.data.synthetic import synthetic_scene
+from dhif.models import DHIFNet
+from dhif.train import TrainConfig, load_checkpoint, lr_factor, model_from_checkpoint, train
+
+
+def tiny_config(out, **overrides):
+    values = dict(out=str(out), scale=8, stages=1, width=4, head_width=8, epochs=2, samples_per_epoch=8,
+                  batch_size=4, patch=32, lr=1e-3, val_every=0, device="cpu", seed=0)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def tiny_dataset(config):
+    scenes = [synthetic_scene(64, seed=s) for s in range(2)]
+    return PatchDataset(scenes, config.scale, spectral_response(), config.patch, config.samples_per_epoch, seed=1)
+
+
+def test_short_training_lowers_the_loss(tmp_path):
+    config = tiny_config(tmp_path, epochs=8, init_operators="physics")
+    dataset = tiny_dataset(config)
+    dataset.set_epoch(999)  # a fixed batch that training never sees
+    lr, msi, hr = (torch.stack(t) for t in zip(*[dataset[i] for i in range(4)]))
+    torch.manual_seed(config.seed)
+    initial = DHIFNet(**config.model_kwargs())
+    from dhif.models.physics import init_observation_operators
+
+    init_observation_operators(initial, spectral_response())
+    with torch.no_grad():
+        before = F.l1_loss(initial(lr, msi), hr).item()
+    result = train(config, tiny_dataset(config), srf=spectral_response(), progress=False)
+    trained = model_from_checkpoint(result["checkpoint"])
+    with torch.no_grad():
+        after = F.l1_loss(trained(lr, msi), hr).item()
+    assert result["epoch"] == 8
+    assert after < 0.9 * before, (before, after)
+
+
+def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, tiny_dataset(config), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "log.csv"]
+    checkpoint = load_checkpoint(tmp_path / "last.pt")  # weights_only=True
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(checkpoint)
+    assert checkpoint["epoch"] == 1 and checkpoint["config"]["width"] == 4
+    assert (tmp_path / "log.csv").read_text().splitlines()[0] == "epoch,loss,lr,val_psnr,seconds"
+
+
+def test_resume_continues_exactly(tmp_path):
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    config = tiny_config(straight, epochs=3)
+    train(config, tiny_dataset(config), progress=False)
+    config = tiny_config(interrupted, epochs=1)
+    train(config, tiny_dataset(config), progress=False)
+    config = tiny_config(interrupted, epochs=3)  # the same command again, with more epochs
+    train(config, tiny_dataset(config), progress=False)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(interrupted / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_learning_rate_schedule_is_the_papers():
+    factor = lr_factor(TrainConfig())
+    assert factor(0) == 1.0
+    assert factor(1) == pytest.approx(0.95)
+    assert factor(5) == pytest.approx(0.95)
+    assert factor(6) == pytest.approx(0.95 ** 2)
+    assert factor(146) == pytest.approx(0.95 ** 30)
+    assert factor(400) == pytest.approx(0.95 ** 30)  # no decay after epoch 150
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    from test_train import tiny_config, tiny_dataset
+    from dhif.train import train
+    config = tiny_config({out!r}, epochs=2)
+    result = train(config, tiny_dataset(config), progress=False)
+    params = torch.cat([p.detach().flatten() for p in torch.load(config.out + "/last.pt", weights_only=True)["model"].values()])
+    print("RESULT", result["epoch"], result["loss"], flush=True)
+""")
+
+
+def test_ddp_with_two_gloo_processes(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    completed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                                str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = [line.split() for line in completed.stdout.splitlines() if line.startswith("RESULT")]
+    assert len(results) == 2 and results[0] == results[1]  # both ranks: same epochs, same all-reduced loss
+    checkpoint = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["epoch"] == 2
+    # Two ranks each took half of every epoch's samples: one optimizer step per epoch each.
+    assert checkpoint["optimizer"]["state"][0]["step"].item() == 2
