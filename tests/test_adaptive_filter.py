@@ -176,6 +176,7 @@ def test_backward_is_deterministic(fused_device, dim):
 @pytest.mark.parametrize("dim,padding", [(3, "replicate"), (2, "zeros"), (1, "zeros"), (-1, "replicate")])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 def test_opcheck(fused_device, dim, padding, dtype):
+    pytest.importorskip("expecttest")  # torch.library.opcheck's test utilities need it
     x, t = make_inputs((2, 3, 4, 5), 5, dtype, fused_device, requires_grad=True)
     torch.library.opcheck(torch.ops.dhif.adaptive_filter_forward.default, (x, t, dim, padding, True))
     _, inv_norm = torch.ops.dhif.adaptive_filter_forward(x, t, dim, padding, True)

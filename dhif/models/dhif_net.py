@@ -162,7 +162,10 @@ class DHIFNet(nn.Module):
             spatial_residual = self.spatial_up(self.spatial_down(z) - lr_hsi)
             features.append(self.embed(torch.cat([z, hr_msi], dim=1)))
             fused = self.dense[t](torch.cat(features, dim=1))
-            taps_w, taps_h, taps_c = (k.view(batch, self.taps, bands, height, width) for k in self.filters(fused))
+            # Under autocast the heads return bf16/fp16 taps while z stays float32: the filter
+            # runs in z's dtype.
+            taps_w, taps_h, taps_c = (k.view(batch, self.taps, bands, height, width).to(z.dtype)
+                                      for k in self.filters(fused))
             u = spatio_spectral_filter(z, taps_w, taps_h, taps_c, impl=self.filter_impl)
             z = z - 2 * self.eta[t] * (spectral_residual + spatial_residual + self.lam[t] * (z - u))
         return z

@@ -1,0 +1,79 @@
+"""The fused spatio-spectral filter against the stack-and-sum reference: time, achieved
+bandwidth and extra peak memory, forward and forward + backward, CPU and CUDA.
+
+    pytest benchmarks/bench_adaptive_filter.py --benchmark-json results.json
+"""
+import pytest
+import torch
+
+from dhif.ops import available_impls, spatio_spectral_filter
+
+from measure import copy_bandwidth, cpu_peak_extra_in_fresh_process, cuda_peak_extra, filter_bytes, synchronize
+
+CASES = {"train_batch": (4, 31, 96, 96), "cave_image": (1, 31, 512, 512)}
+PASSES = ["forward", "forward_backward"]
+IMPLS = ["fused", "reference"]
+
+
+def make_inputs(shape, device, requires_grad):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(shape, generator=generator).to(device).requires_grad_(requires_grad)
+    taps = [torch.randn(shape[0], 7, *shape[1:], generator=generator).to(device).requires_grad_(requires_grad)
+            for _ in range(3)]
+    return x, taps
+
+
+def step_fn(x, taps, impl, backward):
+    def step():
+        if backward:
+            spatio_spectral_filter(x, *taps, impl=impl).sum().backward()
+            for t in (x, *taps):
+                t.grad = None
+        else:
+            with torch.no_grad():
+                spatio_spectral_filter(x, *taps, impl=impl)
+    return step
+
+
+def peak_extra(device, shape, impl, backward, step):
+    if device == "cuda":
+        return cuda_peak_extra(step)
+    setup = (f"from dhif.ops import spatio_spectral_filter\n"
+             f"x = torch.rand{shape}.requires_grad_({backward})\n"
+             f"taps = [torch.randn({shape[0]}, 7, *{shape[1:]}).requires_grad_({backward}) for _ in range(3)]")
+    if backward:
+        run = f"spatio_spectral_filter(x, *taps, impl={impl!r}).sum().backward()"
+    else:
+        run = f"with torch.no_grad(): spatio_spectral_filter(x, *taps, impl={impl!r})"
+    return cpu_peak_extra_in_fresh_process(setup, run)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("pass_", PASSES)
+@pytest.mark.parametrize("case", list(CASES))
+def test_spatio_spectral_filter(benchmark, device, case, pass_, impl):
+    if impl not in available_impls(device):
+        pytest.skip(f"{impl} unavailable on {device}")
+    shape, backward = CASES[case], pass_ == "forward_backward"
+    x, taps = make_inputs(shape, device, backward)
+    step = step_fn(x, taps, impl, backward)
+
+    def timed():
+        step()
+        synchronize(device)
+
+    benchmark.group = f"{device} {case} {pass_}"
+    slow = device == "cpu" and (case == "cave_image" or impl == "reference")
+    benchmark.pedantic(timed, rounds=3 if slow else 20, warmup_rounds=1)
+    moved = filter_bytes(shape, 4, backward=False) + (filter_bytes(shape, 4, backward=True) if backward else 0)
+    median = benchmark.stats.stats.median
+    benchmark.extra_info.update(device=device, case=case, shape=list(shape), pass_=pass_, impl=impl,
+                                bytes=moved, gbps=moved / median / 1e9,
+                                peak_extra_bytes=peak_extra(device, shape, impl, backward, step))
+
+
+def test_copy_bandwidth(benchmark, device):
+    """The yardstick: a 400 MB tensor copy, bytes read plus written."""
+    benchmark.group = f"{device} copy"
+    result = benchmark.pedantic(lambda: copy_bandwidth(device, 400, 5), rounds=1, iterations=1)
+    benchmark.extra_info.update(device=device, gbps=result)

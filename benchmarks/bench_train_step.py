@@ -1,0 +1,133 @@
+"""DHIF-Net with the fused filter against the reference: a training step at the paper's
+configuration, whole-image inference, and the largest batch that fits a memory budget.
+
+    pytest benchmarks/bench_train_step.py --benchmark-json train.json
+
+CPU always; on a GPU also bf16 autocast and torch.compile. CPU peak memory is the RSS
+growth of the first step in a fresh process (the allocator keeps freed memory).
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dhif.evaluate import fuse_image
+from dhif.models import DHIFNet
+from dhif.ops import available_impls
+
+from measure import cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
+
+PAPER = dict(hsi_channels=31, msi_channels=3, scale=8, stages=4)
+BATCH, PATCH = 4, 96
+MEMORY_BUDGET = 8 * 2 ** 30
+
+
+def batch_inputs(batch, size, device):
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand(batch, 31, size, size, generator=generator)
+    lr = F.avg_pool2d(hr, 8)
+    msi = torch.rand(batch, 3, size, size, generator=generator)
+    return lr.to(device), msi.to(device), hr.to(device)
+
+
+def training_step(model, optimizer, lr, msi, hr, bf16=False):
+    def step():
+        with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = model(lr, msi)
+        loss = F.l1_loss(pred.float(), hr)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+CPU_STEP_SETUP = """
+import torch, torch.nn.functional as F
+from dhif.models import DHIFNet
+torch.manual_seed(0)
+model = DHIFNet(31, 3, 8, 4, filter_impl={impl!r})
+optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+hr = torch.rand({batch}, 31, {size}, {size}); lr = F.avg_pool2d(hr, 8); msi = torch.rand({batch}, 3, {size}, {size})
+"""
+CPU_TRAIN_STEP = ("loss = F.l1_loss(model(lr, msi), hr); optimizer.zero_grad(); loss.backward(); optimizer.step()")
+CPU_INFERENCE = "with torch.no_grad(): fuse_image(model.eval(), lr, msi, {tile})"
+
+
+def train_peak(device, impl, batch, model=None, optimizer=None, inputs=None, bf16=False):
+    if device == "cuda":
+        return cuda_peak_extra(training_step(model, optimizer, *inputs, bf16=bf16))
+    return cpu_peak_extra_in_fresh_process(CPU_STEP_SETUP.format(impl=impl, batch=batch, size=PATCH), CPU_TRAIN_STEP)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_training_step(benchmark, device, impl, precision, compiled):
+    if impl not in available_impls(device):
+        pytest.skip(f"{impl} unavailable on {device}")
+    if device == "cpu" and (precision == "bf16" or compiled):
+        pytest.skip("bf16 autocast and torch.compile are measured on the GPU")
+    torch.manual_seed(0)
+    model = DHIFNet(**PAPER, filter_impl=impl).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    inputs = batch_inputs(BATCH, PATCH, device)
+    forward = torch.compile(model) if compiled else model
+    step = training_step(forward, optimizer, *inputs, bf16=precision == "bf16")
+
+    def timed():
+        step()
+        synchronize(device)
+
+    benchmark.group = f"{device} train step {precision} {'compiled' if compiled else 'eager'}"
+    benchmark.pedantic(timed, rounds=2 if device == "cpu" else 10, warmup_rounds=1 if device == "cpu" else 3)
+    peak = train_peak(device, impl, BATCH, forward, optimizer, inputs, precision == "bf16")
+    benchmark.extra_info.update(device=device, kind="train_step", impl=impl, precision=precision,
+                                compiled=compiled, batch=BATCH, patch=PATCH, peak_extra_bytes=peak)
+
+
+@pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tiled256"])
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_inference_512(benchmark, device, impl, tile):
+    if impl not in available_impls(device):
+        pytest.skip(f"{impl} unavailable on {device}")
+    torch.manual_seed(0)
+    model = DHIFNet(**PAPER, filter_impl=impl).to(device).eval()
+    lr, msi, _ = batch_inputs(1, 512, device)
+
+    def run():
+        with torch.no_grad():
+            fuse_image(model, lr, msi, tile)
+        synchronize(device)
+
+    benchmark.group = f"{device} inference 512x512"
+    benchmark.pedantic(run, rounds=1 if device == "cpu" else 5, warmup_rounds=0 if device == "cpu" else 1)
+    if device == "cuda":
+        peak = cuda_peak_extra(run)
+    else:
+        setup = CPU_STEP_SETUP.format(impl=impl, batch=1, size=512) + "from dhif.evaluate import fuse_image\n"
+        peak = cpu_peak_extra_in_fresh_process(setup, CPU_INFERENCE.format(tile=tile))
+    benchmark.extra_info.update(device=device, kind="inference", impl=impl, tile=tile, peak_extra_bytes=peak)
+
+
+@pytest.mark.parametrize("impl", ["fused", "reference"])
+def test_largest_batch_in_budget(benchmark, device, impl):
+    """Peak training memory is affine in the batch: measured at batch 1 and 2, the largest
+    batch of 96 x 96 patches within MEMORY_BUDGET follows."""
+    if impl not in available_impls(device):
+        pytest.skip(f"{impl} unavailable on {device}")
+    peaks = {}
+    for batch in (1, 2):
+        model = optimizer = inputs = None
+        if device == "cuda":
+            torch.manual_seed(0)
+            model = DHIFNet(**PAPER, filter_impl=impl).to(device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+            inputs = batch_inputs(batch, PATCH, device)
+            training_step(model, optimizer, *inputs)()  # optimizer state allocated outside the measurement
+        peaks[batch] = train_peak(device, impl, batch, model, optimizer, inputs)
+    per_sample = peaks[2] - peaks[1]
+    largest = int((MEMORY_BUDGET - (peaks[1] - per_sample)) // per_sample)
+    benchmark.group = f"{device} largest batch in {MEMORY_BUDGET / 2 ** 30:.0f} GiB"
+    benchmark.pedantic(lambda: None, rounds=1)
+    benchmark.extra_info.update(device=device, kind="largest_batch", impl=impl, per_sample_bytes=per_sample,
+                                fixed_bytes=peaks[1] - per_sample, largest_batch=largest,
+                                budget_bytes=MEMORY_BUDGET)

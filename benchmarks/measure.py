@@ -1,0 +1,100 @@
+"""Measurement helpers shared by the benchmarks and the report: bytes moved (counted as in
+the maths of the adaptive filter), peak memory, machine description."""
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from dhif.ops import build_info
+
+TAPS = 7
+
+
+def filter_bytes(shape, element_size: int, backward: bool, taps: int = TAPS) -> int:
+    """Bytes that the three per-axis passes of spatio_spectral_filter must move: per voxel
+    and pass, (K + 2) E forward and (2K + 3) E backward."""
+    voxels = shape[0] * shape[1] * shape[2] * shape[3]
+    per_pass = (2 * taps + 3) if backward else (taps + 2)
+    return 3 * per_pass * element_size * voxels
+
+
+def synchronize(device: str):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def copy_bandwidth(device: str, megabytes: int = 400, repeats: int = 10) -> float:
+    """GB/s of a tensor copy, counting bytes read and written, median of `repeats`."""
+    src = torch.empty(megabytes * 2 ** 20 // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 2 * src.numel() * 4 / times[len(times) // 2] / 1e9
+
+
+def cuda_peak_extra(fn) -> int:
+    """Bytes allocated by one call of fn on the GPU beyond what was allocated before it."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before
+
+
+def max_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def cpu_peak_extra_in_fresh_process(setup: str, step: str, timeout: int = 900) -> int:
+    """Peak RSS growth of the first `step` in a new interpreter after `setup` ran. The CPU
+    allocator keeps freed memory, so later steps in one process under-report; the first
+    step in a fresh process is the honest peak."""
+    code = "\n".join([
+        "import gc, json, resource, torch",
+        setup,
+        "gc.collect()",
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        step,
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        "print(json.dumps({'extra': (after - before) * 1024}))",
+    ])
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if completed.returncode != 0:
+        raise RuntimeError(f"memory probe failed:\n{completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])["extra"]
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    info = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": _cpu_name(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
+            "dhif_build": build_info()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
