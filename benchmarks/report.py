@@ -41,6 +41,54 @@ def op_table(results) -> str:
     return "\n".join(lines)
 
 
+def _pairs(results, kind, key):
+    """{key(info): {impl: (median seconds, info)}} for the results of one kind."""
+    rows = defaultdict(dict)
+    for r in results:
+        info = r.get("extra_info", {})
+        if info.get("kind") == kind:
+            rows[key(info)][info["impl"]] = (r["stats"]["median"], info)
+    return rows
+
+
+def _mb(value):
+    return value / 2 ** 20
+
+
+def network_tables(results) -> str:
+    lines = []
+    steps = _pairs(results, "train_step", lambda i: (i["device"], i["precision"], i["compiled"]))
+    if steps:
+        lines += ["| device | precision | torch.compile | fused step (s) | reference step (s) | speed-up | "
+                  "extra peak fused (MB) | extra peak reference (MB) | memory saved |", "|---|---|---|---|---|---|---|---|---|"]
+        for (device, precision, compiled), impls in sorted(steps.items()):
+            if len(impls) == 2:
+                (tf, fi), (tr, ri) = impls["fused"], impls["reference"]
+                mf, mr = _mb(fi["peak_extra_bytes"]), _mb(ri["peak_extra_bytes"])
+                lines.append(f"| {device} | {precision} | {compiled} | {tf:.3f} | {tr:.3f} | {tr / tf:.2f}x | "
+                             f"{mf:.0f} | {mr:.0f} | {100 * (1 - mf / mr):.0f}% |")
+    inference = _pairs(results, "inference", lambda i: (i["device"], i["tile"]))
+    if inference:
+        lines += ["", "| device | 512 x 512 inference | fused (s) | reference (s) | speed-up | extra peak fused (MB) | "
+                  "extra peak reference (MB) |", "|---|---|---|---|---|---|---|"]
+        for (device, tile), impls in sorted(inference.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
+            if len(impls) == 2:
+                (tf, fi), (tr, ri) = impls["fused"], impls["reference"]
+                lines.append(f"| {device} | {'whole' if tile is None else f'tiles of {tile}'} | {tf:.2f} | {tr:.2f} | "
+                             f"{tr / tf:.2f}x | {_mb(fi['peak_extra_bytes']):.0f} | {_mb(ri['peak_extra_bytes']):.0f} |")
+    batches = _pairs(results, "largest_batch", lambda i: i["device"])
+    if batches:
+        lines += ["", "| device | memory budget | largest batch fused | largest batch reference | per sample fused (MB) | "
+                  "per sample reference (MB) |", "|---|---|---|---|---|---|"]
+        for device, impls in sorted(batches.items()):
+            if len(impls) == 2:
+                fi, ri = impls["fused"][1], impls["reference"][1]
+                lines.append(f"| {device} | {fi['budget_bytes'] / 2 ** 30:.0f} GiB | {fi['largest_batch']} | "
+                             f"{ri['largest_batch']} | {_mb(fi['per_sample_bytes']):.0f} | "
+                             f"{_mb(ri['per_sample_bytes']):.0f} |")
+    return "\n".join(lines)
+
+
 def main(paths):
     results, machines = load(paths)
     for m in machines:
@@ -48,6 +96,8 @@ def main(paths):
             print(f"Machine: {m.get('gpu', m.get('cpu'))}; {m.get('cores')} cores, {m.get('threads')} torch threads; "
                   f"torch {m.get('torch')}; measured {m.get('date')}.\n")
     print(op_table(results))
+    print()
+    print(network_tables(results))
 
 
 if __name__ == "__main__":

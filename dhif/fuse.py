@@ -10,41 +10,31 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from .baselines import bicubic
 from .data import degrade, read_cube
+from .data.datasets import EpochSampledDataset, random_rot_flip
 from .evaluate import fuse_image, save_cube, save_figures
 from .metrics import psnr, sam
 from .train import TrainConfig, model_from_checkpoint, pick_device, train
 
 
-class PairPatchDataset(Dataset):
-    """Random aligned patches (lr_hsi, hr_msi, hr_hsi) of one real pair, with rot90 and flips;
-    sample `index` of an epoch is a pure function of (seed, epoch, index)."""
+class PairPatchDataset(EpochSampledDataset):
+    """Random aligned patches (lr_hsi, hr_msi, hr_hsi) of one real pair, with rot90 and flips."""
 
     def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0):
-        self.lr_hsi, self.hr_msi, self.target = lr_hsi, hr_msi, target
-        self.scale, self.patch, self.samples, self.seed, self.epoch = scale, patch, samples, seed, 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
-
-    def __len__(self):
-        return self.samples
+        super().__init__(samples, seed)
+        self.lr_hsi, self.hr_msi, self.target, self.scale, self.patch = lr_hsi, hr_msi, target, scale, patch
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         s, p = self.scale, self.patch
         top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
         left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
         crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
                  self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
-        turns, flip = int(rng.integers(4)), bool(rng.integers(2))
-        crops = [torch.rot90(c, turns, dims=(1, 2)) for c in crops]
-        return tuple((c.flip(2) if flip else c).contiguous() for c in crops)
+        return tuple(random_rot_flip(crops, rng))
 
 
 def _crop_to_multiple(cube, multiple):

@@ -38,16 +38,43 @@ def load_cave(root, names=None) -> dict:
     return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names).items()}
 
 
-class PatchDataset(Dataset):
-    """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
-    a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI.
+class EpochSampledDataset(Dataset):
+    """`samples` random training samples per epoch; sample `index` of epoch `e` draws from
+    an RNG seeded by (seed, e, index) alone, so that a resumed run draws exactly what an
+    uninterrupted one would, with any number of workers or ranks. Call set_epoch at each
+    epoch."""
 
-    Sample `index` of epoch `e` is a pure function of (seed, e, index), so that a resumed
-    run draws exactly what an uninterrupted one would; call set_epoch at each epoch.
-    """
+    def __init__(self, samples: int, seed: int):
+        self.samples, self.seed, self.epoch = samples, seed, 0
+
+    def set_epoch(self, epoch: int):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.samples
+
+    def rng(self, index) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+
+def random_rot_flip(tensors, rng: np.random.Generator) -> list:
+    """The same random rot90 and flips applied to every (C, H, W) tensor of a sample."""
+    turns, flip_w, flip_h = int(rng.integers(4)), bool(rng.integers(2)), bool(rng.integers(2))
+    out = []
+    for t in tensors:
+        t = torch.rot90(t, turns, dims=(1, 2))
+        t = t.flip(2) if flip_w else t
+        out.append((t.flip(1) if flip_h else t).contiguous())
+    return out
+
+
+class PatchDataset(EpochSampledDataset):
+    """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
+    a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI."""
 
     def __init__(self, scenes, scale: int, srf: torch.Tensor, patch: int = 96, samples: int = 20000,
                  sigma: float = 2.0, seed: int = 0, augment: bool = True):
+        super().__init__(samples, seed)
         self.scenes = list(scenes.values()) if isinstance(scenes, dict) else list(scenes)
         if not self.scenes:
             raise ValueError("PatchDataset: no scenes")
@@ -57,28 +84,15 @@ class PatchDataset(Dataset):
             if min(cube.shape[1:]) < patch:
                 raise ValueError(f"PatchDataset: a scene of size {tuple(cube.shape[1:])} is smaller than the "
                                  f"patch {patch}")
-        self.scale, self.srf, self.patch, self.samples = scale, srf, patch, samples
-        self.sigma, self.seed, self.augment, self.epoch = sigma, seed, augment, 0
-
-    def set_epoch(self, epoch: int):
-        self.epoch = epoch
-
-    def __len__(self):
-        return self.samples
+        self.scale, self.srf, self.patch, self.sigma, self.augment = scale, srf, patch, sigma, augment
 
     def __getitem__(self, index):
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         cube = self.scenes[rng.integers(len(self.scenes))]
         top = rng.integers(cube.shape[1] - self.patch + 1)
         left = rng.integers(cube.shape[2] - self.patch + 1)
         hr = cube[:, top:top + self.patch, left:left + self.patch]
-        if self.augment:
-            hr = torch.rot90(hr, int(rng.integers(4)), dims=(1, 2))
-            if rng.integers(2):
-                hr = hr.flip(2)
-            if rng.integers(2):
-                hr = hr.flip(1)
-        hr = hr.contiguous()
+        hr = random_rot_flip([hr], rng)[0] if self.augment else hr.contiguous()
         return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr
 
 
