@@ -194,14 +194,19 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
 
         writer = SummaryWriter(out / "tensorboard")
     started, result = time.time(), {"epoch": start_epoch, "loss": None, "val_psnr": None, "checkpoint": str(last)}
+    # A time-budgeted run (demo, fuse) shows one bar over its budget; an epoch-counted
+    # run shows one bar per epoch and a line after each.
+    budget_bar = tqdm(total=round(config.time_limit or 0), unit="s", desc="training",
+                      disable=not (progress and env.main and config.time_limit), bar_format=
+                      "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+    per_epoch = progress and env.main and not config.time_limit
     model.train()
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         epoch_start, total, count = time.time(), 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and env.main),
-                   leave=False)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
         for lr_hsi, hr_msi, hr_hsi in bar:
             lr_hsi, hr_msi, hr_hsi = lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
@@ -241,12 +246,15 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                     writer.add_scalar("psnr/val", val_psnr, epoch + 1)
             message = f"epoch {epoch + 1}: loss {mean_loss:.5f}" + (
                 f", val PSNR {val_psnr:.2f} dB" if val_psnr is not None else "")
-            if progress:
+            if per_epoch:
                 tqdm.write(message)
+            budget_bar.set_postfix_str(message, refresh=False)
+            budget_bar.update(min(time.time() - started, budget_bar.total) - budget_bar.n)
         env.barrier()
         # Every rank stops after the same epoch: rank 0's clock decides.
         if config.time_limit and env.mean(float(env.main and time.time() - started > config.time_limit)) > 0:
             break
+    budget_bar.close()
     if writer is not None:
         writer.close()
     env.close()
