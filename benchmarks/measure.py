@@ -4,7 +4,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -55,8 +54,10 @@ def cuda_peak_extra(fn) -> int:
     return torch.cuda.max_memory_allocated() - before
 
 
-def max_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+# Peak resident memory of this address space. Not getrusage's ru_maxrss: Linux carries
+# that over from the parent through fork and exec, so a child of a big pytest process
+# starts at its parent's peak.
+PEAK_RSS = ("int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024")
 
 
 def cpu_peak_extra_in_fresh_process(setup: str, step: str, timeout: int = 900) -> int:
@@ -64,13 +65,13 @@ def cpu_peak_extra_in_fresh_process(setup: str, step: str, timeout: int = 900) -
     allocator keeps freed memory, so later steps in one process under-report; the first
     step in a fresh process is the honest peak."""
     code = "\n".join([
-        "import gc, json, resource, torch",
+        "import gc, json, torch",
         setup,
         "gc.collect()",
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
+        f"before = {PEAK_RSS}",
         step,
-        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss",
-        "print(json.dumps({'extra': (after - before) * 1024}))",
+        f"after = {PEAK_RSS}",
+        "print(json.dumps({'extra': after - before}))",
     ])
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                                env={**os.environ, "PYTHONWARNINGS": "ignore"})

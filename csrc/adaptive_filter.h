@@ -17,6 +17,16 @@
 #define DHIF_HOST_DEVICE inline
 #endif
 
+// Unroll the loops over taps (fully when K is a compile-time constant), so that GCC can
+// then vectorise the CPU kernels' loops over voxels.
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define DHIF_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define DHIF_UNROLL _Pragma("GCC unroll 16")
+#else
+#define DHIF_UNROLL
+#endif
+
 namespace dhif {
 
 enum class Padding : int { kReplicate = 0, kZeros = 1 };
@@ -36,8 +46,6 @@ struct FilterGeometry {
   int taps;                 // K (odd)
   Padding padding;
   bool normalize;
-
-  DHIF_HOST_DEVICE int radius() const { return taps / 2; }
 };
 
 // Where a voxel lives: its index into x (and grad_y, inv_norm), the index of its tap 0
@@ -54,7 +62,7 @@ DHIF_HOST_DEVICE Voxel locate(const FilterGeometry& g, int64_t v) {
   const int64_t item = v / g.voxels_per_item;
   const int64_t q = v - item * g.voxels_per_item;
   return {v, item * g.taps * g.voxels_per_item + q, (q / g.axis_stride) % g.axis_len};
-};
+}
 
 // Index in x of the element that tap i of voxel p reads, and whether it counts. The
 // position is always clamped into the axis so that the load is in bounds even where zero
@@ -66,10 +74,17 @@ struct Neighbour {
   bool valid;
 };
 
+// min/max and a non-short-circuit `|` rather than branches: GCC vectorises the CPU
+// loops over a row only when the body has no control flow.
+DHIF_HOST_DEVICE int64_t clamp_position(int64_t s, int64_t len) {
+  const int64_t low = s > 0 ? s : 0;
+  return low < len - 1 ? low : len - 1;
+}
+
 DHIF_HOST_DEVICE Neighbour neighbour(const Voxel& p, int tap, int radius, const FilterGeometry& g) {
   const int64_t s = p.pos + tap - radius;
-  const int64_t clamped = s < 0 ? 0 : (s >= g.axis_len ? g.axis_len - 1 : s);
-  return {p.x_index + (clamped - p.pos) * g.axis_stride, g.padding == Padding::kReplicate || s == clamped};
+  const int64_t clamped = clamp_position(s, g.axis_len);
+  return {p.x_index + (clamped - p.pos) * g.axis_stride, static_cast<bool>((g.padding == Padding::kReplicate) | (s == clamped))};
 }
 
 // K as a compile-time constant when kTaps > 0 (unrolled loops), else the runtime value.
@@ -104,6 +119,7 @@ DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, c
   const scalar_t* t = taps + p.tap_index;
   dot = acc_t(0);
   sum_of_squares = acc_t(0);
+  DHIF_UNROLL
   for (int i = 0; i < K; ++i) {
     const acc_t ti = static_cast<acc_t>(t[i * g.voxels_per_item]);
     const Neighbour n = neighbour(p, i, K / 2, g);
@@ -125,57 +141,92 @@ DHIF_HOST_DEVICE acc_t filter_voxel(const scalar_t* x, const scalar_t* taps, con
   return dot * inv_norm;
 }
 
-// Gradient of the raw taps of voxel p, written to grad_taps (same layout as taps).
-// With u = v / n, y = <u, x_s> and gu_i = g * x_i:
+// Gradient of the raw taps of voxel p. With u = v / n, y = <u, x_s> and gu_i = g * x_i:
 //   n > eps:  dv_i = (gu_i - u_i <u, gu>) / n = g / n * (x_i - u_i * y)
 //   n <= eps: dv_i = gu_i / eps  (the clamp is flat in n there)
+// Both are dv_i = a * x_i - b * v_i with per-voxel coefficients a = g / max(n, eps) and
+// b = a * y / n (0 when n <= eps or without normalisation), computed once per voxel.
+template <typename acc_t>
+struct TapGradientCoefficients {
+  acc_t a;
+  acc_t b;
+};
+
+template <typename scalar_t, typename acc_t, int kTaps>
+DHIF_HOST_DEVICE TapGradientCoefficients<acc_t> tap_gradient_coefficients(const scalar_t* grad_y, const scalar_t* x,
+                                                                          const scalar_t* taps, const FilterGeometry& g,
+                                                                          const Voxel& p) {
+  acc_t dot, sum_of_squares;
+  raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares);
+  const acc_t inv = g.normalize ? inverse_norm(sum_of_squares) : acc_t(1);
+  const bool project = g.normalize & (square_root(sum_of_squares) > static_cast<acc_t>(kNormEps));
+  const acc_t a = static_cast<acc_t>(grad_y[p.x_index]) * inv;
+  return {a, project ? a * dot * inv * inv : acc_t(0)};
+}
+
+// dv_i of voxel p from its coefficients.
+template <typename scalar_t, typename acc_t>
+DHIF_HOST_DEVICE acc_t tap_gradient_value(const TapGradientCoefficients<acc_t>& c, const scalar_t* x,
+                                          const scalar_t* taps, const FilterGeometry& g, const Voxel& p, int tap,
+                                          int radius) {
+  const Neighbour n = neighbour(p, tap, radius, g);
+  const acc_t xn = static_cast<acc_t>(x[n.x_index]);
+  const acc_t xi = n.valid ? xn : acc_t(0);
+  return c.a * xi - c.b * static_cast<acc_t>(taps[p.tap_index + tap * g.voxels_per_item]);
+}
+
+// All K tap gradients of voxel p, written to grad_taps (same layout as taps).
 template <typename scalar_t, typename acc_t, int kTaps>
 DHIF_HOST_DEVICE void tap_gradient_voxel(const scalar_t* grad_y, const scalar_t* x, const scalar_t* taps,
                                          const FilterGeometry& g, const Voxel& p, scalar_t* grad_taps) {
-  acc_t dot, sum_of_squares;
-  raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares);
+  const TapGradientCoefficients<acc_t> c = tap_gradient_coefficients<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p);
   const int K = tap_count<kTaps>(g);
-  acc_t inv = acc_t(1);
-  bool project = false;
-  if (g.normalize) {
-    inv = inverse_norm(sum_of_squares);
-    project = square_root(sum_of_squares) > static_cast<acc_t>(kNormEps);
-  }
-  const acc_t y = dot * inv;
-  const acc_t scale = static_cast<acc_t>(grad_y[p.x_index]) * inv;
+  DHIF_UNROLL
   for (int i = 0; i < K; ++i) {
-    const Neighbour n = neighbour(p, i, K / 2, g);
-    const acc_t xn = static_cast<acc_t>(x[n.x_index]);
-    const acc_t xi = n.valid ? xn : acc_t(0);
-    const acc_t ui = static_cast<acc_t>(taps[p.tap_index + i * g.voxels_per_item]) * inv;
-    grad_taps[p.tap_index + i * g.voxels_per_item] = static_cast<scalar_t>(scale * (project ? xi - ui * y : xi));
+    grad_taps[p.tap_index + i * g.voxels_per_item] =
+        static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t>(c, x, taps, g, p, i, K / 2));
   }
 }
 
 // Gradient of x at voxel v, as a gather over every (p, i) whose neighbour s(p, i) is v:
-// dx(v) = sum u_i(p) g(p). Voxels p lie within `radius` of v along the axis. For an
-// interior v exactly one tap of each p reads v (tap i of the voxel r - i steps away);
-// near an end, replicate padding makes the first and last positions also collect every
-// tap clamped onto them (all of them when L <= radius), and zero padding drops the
-// voxels p that fall outside.
+// dx(v) = sum u_i(p) g(p). Voxels p lie within r = K / 2 of v along the axis. For an
+// interior v (r <= pos < L - r) exactly one tap of each p reads v: tap i of the voxel
+// r - i steps away. Near an end, replicate padding makes the first and last positions also
+// collect every tap clamped onto them (all of them when L <= r), and zero padding drops
+// the voxels p that fall outside.
+template <int kTaps>
+DHIF_HOST_DEVICE bool is_interior(const FilterGeometry& g, int64_t pos) {
+  const int r = tap_count<kTaps>(g) / 2;
+  return pos >= r && pos < g.axis_len - r;
+}
+
+// The interior case: K terms at fixed offsets, no branches (the CPU vectorises it).
 template <typename scalar_t, typename acc_t, int kTaps>
-DHIF_HOST_DEVICE acc_t input_gradient_voxel(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
-                                            const FilterGeometry& g, const Voxel& v) {
+DHIF_HOST_DEVICE acc_t input_gradient_interior(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
+                                               const FilterGeometry& g, const Voxel& v) {
+  const int K = tap_count<kTaps>(g);
+  const int r = K / 2;
+  acc_t acc = acc_t(0);
+  DHIF_UNROLL
+  for (int i = 0; i < K; ++i) {
+    const int64_t step = (r - i) * g.axis_stride;
+    acc += static_cast<acc_t>(taps[v.tap_index + step + i * g.voxels_per_item]) * inv_norm[v.x_index + step] *
+           static_cast<acc_t>(grad_y[v.x_index + step]);
+  }
+  return acc;
+}
+
+// Any position, the ends included.
+template <typename scalar_t, typename acc_t, int kTaps>
+DHIF_HOST_DEVICE acc_t input_gradient_border(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
+                                             const FilterGeometry& g, const Voxel& v) {
   const int K = tap_count<kTaps>(g);
   const int r = K / 2;
   const int64_t m = v.pos;
-  acc_t acc = acc_t(0);
-  if (m >= r && m < g.axis_len - r) {  // interior: K terms at fixed offsets
-    for (int i = 0; i < K; ++i) {
-      const int64_t step = (r - i) * g.axis_stride;
-      acc += static_cast<acc_t>(taps[v.tap_index + step + i * g.voxels_per_item]) * inv_norm[v.x_index + step] *
-             static_cast<acc_t>(grad_y[v.x_index + step]);
-    }
-    return acc;
-  }
   const bool replicate = g.padding == Padding::kReplicate;
   const int64_t first = m - r < 0 ? 0 : m - r;
   const int64_t last = m + r > g.axis_len - 1 ? g.axis_len - 1 : m + r;
+  acc_t acc = acc_t(0);
   for (int64_t l = first; l <= last; ++l) {
     const int64_t step = (l - m) * g.axis_stride;
     const int exact = static_cast<int>(m - l + r);  // the tap of p that reads v unclamped
@@ -188,6 +239,13 @@ DHIF_HOST_DEVICE acc_t input_gradient_voxel(const scalar_t* grad_y, const scalar
     acc += tap_sum * inv_norm[v.x_index + step] * static_cast<acc_t>(grad_y[v.x_index + step]);
   }
   return acc;
+}
+
+template <typename scalar_t, typename acc_t, int kTaps>
+DHIF_HOST_DEVICE acc_t input_gradient_voxel(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
+                                            const FilterGeometry& g, const Voxel& v) {
+  return is_interior<kTaps>(g, v.pos) ? input_gradient_interior<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, v)
+                                      : input_gradient_border<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, v);
 }
 
 }  // namespace dhif
