@@ -1,0 +1,46 @@
+"""Where a DHIF-Net training step spends its time: torch.profiler over one step at the
+paper's configuration, grouped by operator, fused filter against reference.
+
+    python benchmarks/profile_step.py [--device cpu|cuda] [--impl fused] [--batch 4]
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from dhif.models import DHIFNet
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--impl", default="fused", choices=["fused", "reference"])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--rows", type=int, default=12)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = DHIFNet(31, 3, 8, 4, filter_impl=args.impl).to(args.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    hr = torch.rand(args.batch, 31, 96, 96, device=args.device)
+    lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, 96, 96, device=args.device)
+
+    def step():
+        loss = F.l1_loss(model(lr, msi), hr)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if args.device == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+    print(f"DHIF-Net training step, paper configuration, batch {args.batch}, {args.device}, filter {args.impl}")
+    print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()
