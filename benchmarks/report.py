@@ -22,7 +22,7 @@ def op_table(results) -> str:
     rows = defaultdict(dict)
     for r in results:
         info = r.get("extra_info", {})
-        if "impl" in info:
+        if "case" in info:
             rows[(info["device"], info["case"], info["pass_"])][info["impl"]] = (r["stats"]["median"], info)
     lines = ["| device | case | pass | fused (ms) | reference (ms) | speed-up | fused GB/s | % of copy | "
              "extra peak fused (MB) | extra peak reference (MB) | memory ratio |",
