@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +21,10 @@ def test_info(capsys):
 
 
 def test_console_script_is_installed():
-    completed = subprocess.run([sys.executable, "-m", "dhif.cli", "--help"], capture_output=True, text=True)
-    assert completed.returncode == 0 and "demo" in completed.stdout
+    script = Path(sys.executable).parent / "dhif"  # installed beside the interpreter by pip
+    for command in ([str(script), "--help"], [sys.executable, "-m", "dhif.cli", "--help"]):
+        completed = subprocess.run(command, capture_output=True, text=True)
+        assert completed.returncode == 0 and "demo" in completed.stdout, command
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -75,8 +75,7 @@ class _PickledModule(nn.Module):
 
 
 def _stand_in(module: str, name: str) -> type:
-    cls = type(name, (_PickledModule,), {"__module__": module, "__qualname__": name})
-    return cls
+    return type(name, (_PickledModule,), {"__module__": module, "__qualname__": name})
 
 
 _AUTHORS_CLASSES = [_stand_in("Model", name) for name in ("HSI_Fusion", "Encoder", "Decoder")]
