@@ -198,7 +198,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     # run shows one bar per epoch and a line after each.
     budget_bar = tqdm(total=round(config.time_limit or 0), unit="s", desc="training",
                       disable=not (progress and env.main and config.time_limit), bar_format=
-                      "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{postfix}]")
+                      "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
     per_epoch = progress and env.main and not config.time_limit
     model.train()
     for epoch in range(start_epoch, config.epochs):
