@@ -12,7 +12,7 @@ import torch
 from .data import CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, find_cave_scenes, read_cave_scene, spectral_response
 from .data.synthetic import synthetic_scene
 from .evaluate import evaluate, format_table
-from .train import TrainConfig, train
+from .train import TrainConfig, model_from_checkpoint, pick_device, train
 
 HELD_OUT_ROWS = 128  # of a real scene, kept out of training for the evaluation
 
@@ -58,8 +58,6 @@ def run_demo(args):
     dataset = PatchDataset(train_cubes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
                            config.seed)
     result = train(config, dataset, srf=srf)
-    from .train import model_from_checkpoint, pick_device
-
     device = pick_device(args.device)
     model = model_from_checkpoint(result["checkpoint"], device)
     rows = evaluate(model, SceneDataset(test_cubes, config.scale, srf, config.sigma), device, out, progress=False)

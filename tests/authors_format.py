@@ -60,8 +60,9 @@ def _conv(x, state, name, stride=1, padding=1):
     return F.conv2d(x, state[name + ".weight"], state[name + ".bias"], stride, padding)
 
 
-def _stack_filter(cube, taps, axis_pad, slicer, count):
-    return torch.sum(taps * torch.stack([slicer(axis_pad, i) for i in range(count)], dim=1), dim=1)
+def _stack_filter(taps, padded, slicer):
+    """The authors' filter: K shifted slices of the padded cube, times the taps, summed."""
+    return torch.sum(taps * torch.stack([slicer(padded, i) for i in range(taps.shape[1])], dim=1), dim=1)
 
 
 def authors_forward(state, msi, lr, ch=31, sf=8, stages=4):
@@ -96,9 +97,9 @@ def authors_forward(state, msi, lr, ch=31, sf=8, stages=4):
             k = _conv(relu(_conv(relu(_conv(d, state, f"Decoder.K_{i}.0")), state, f"Decoder.K_{i}.2")), state,
                       f"Decoder.K_{i}.4", padding=0)
             ks.append(F.normalize(k.view(b, 7, ch, h, w), dim=1))
-        u = _stack_filter(z, ks[0], F.pad(z, [3, 3, 0, 0], mode="replicate"), lambda p, i: p[..., i:i + w], 7)
-        u = _stack_filter(u, ks[1], F.pad(u, [0, 0, 3, 3], mode="replicate"), lambda p, i: p[:, :, i:i + h], 7)
-        u = _stack_filter(u, ks[2], F.pad(u, [0, 0, 0, 0, 3, 3]), lambda p, i: p[:, i:i + ch], 7)
+        u = _stack_filter(ks[0], F.pad(z, [3, 3, 0, 0], mode="replicate"), lambda p, i: p[..., i:i + w])
+        u = _stack_filter(ks[1], F.pad(u, [0, 0, 3, 3], mode="replicate"), lambda p, i: p[:, :, i:i + h])
+        u = _stack_filter(ks[2], F.pad(u, [0, 0, 0, 0, 3, 3]), lambda p, i: p[:, i:i + ch])
         z = z - 2 * state[f"eta_{t}"] * (res1 + res2 + state[f"lamda_{t}"] * (z - u))
     return z
 

@@ -44,15 +44,15 @@ void for_each_voxel(const FilterGeometry& g, int64_t numel, int64_t width, const
 // The input-gradient gather by row: interior voxels through the branch-free interior
 // function (vectorised), the few near the ends of the axis through the general one.
 template <typename Interior, typename Border>
-void for_each_voxel_split(const FilterGeometry& g, int64_t numel, int64_t width, int radius,
-                          const Interior& interior, const Border& border) {
+void for_each_voxel_split(const FilterGeometry& g, int64_t numel, int64_t width, const Interior& interior,
+                          const Border& border) {
   const int64_t rows = numel / width;
+  const int64_t radius = g.taps / 2;
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const Voxel first = locate(g, row * width);
       if (g.axis != 3) {  // one position for the whole row
-        const bool inside = first.pos >= radius && first.pos < g.axis_len - radius;
-        if (inside) {
+        if (is_interior<0>(g, first.pos)) {
 #pragma omp simd
           for (int64_t w = 0; w < width; ++w) interior(Voxel{first.x_index + w, first.tap_index + w, first.pos});
         } else {
@@ -159,11 +159,10 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
     scalar_t* gtp = grad_taps.mutable_data_ptr<scalar_t>();
     dispatch_taps(g.taps, [&](auto taps_constant) {
       constexpr int kTaps = decltype(taps_constant)::value;
-      // Two sweeps rather than one: each touches about 20 streams instead of 40, which
-      // plane strides that are multiples of 4 KiB would otherwise alias in L1.
+      // Tap gradients, then the input-gradient gather: two sweeps with few streams each.
       tap_gradients_by_plane<scalar_t, acc_t, kTaps>(gp, xp, tp, g, n, x.size(3), gtp);
       for_each_voxel_split(
-          g, n, x.size(3), g.taps / 2,
+          g, n, x.size(3),
           [&](const Voxel& p) {
             gxp[p.x_index] = static_cast<scalar_t>(input_gradient_interior<scalar_t, acc_t, kTaps>(gp, tp, np, g, p));
           },
