@@ -6,6 +6,7 @@ import torch
 
 from dhif.models import DHIFNet, convert_original_state_dict, load_original_checkpoint
 from dhif.models.convert import infer_config
+from dhif.ops import available_impls
 
 from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
 from conftest import require_fused
@@ -84,6 +85,73 @@ def test_same_function_as_the_authors_network(impl, scale):
         ours = model(lr, msi)
         theirs = authors_forward(state, msi, lr, sf=scale)
     torch.testing.assert_close(ours, theirs, rtol=1e-9, atol=1e-9)
+
+
+def _small_model(impl, recompute_taps, dtype=torch.float64):
+    torch.manual_seed(0)
+    return DHIFNet(hsi_channels=5, msi_channels=3, scale=4, stages=2, width=4, head_width=6, filter_impl=impl,
+                   recompute_taps=recompute_taps).to(dtype)
+
+
+def _small_batch(dtype=torch.float64):
+    generator = torch.Generator().manual_seed(2)
+    return (torch.rand(2, 5, 4, 4, generator=generator, dtype=dtype),
+            torch.rand(2, 3, 16, 16, generator=generator, dtype=dtype))
+
+
+def _gradients(model, lr, msi, forward=None):
+    model.zero_grad(set_to_none=True)
+    ((model if forward is None else forward)(lr, msi) ** 2).sum().backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_recomputing_taps_gives_the_same_gradients(impl):
+    if impl == "fused":
+        require_fused("cpu")
+    lr, msi = _small_batch()
+    kept, recomputed = (_gradients(_small_model(impl, flag), lr, msi) for flag in (False, True))
+    assert kept.keys() == recomputed.keys()
+    for name in kept:
+        torch.testing.assert_close(recomputed[name], kept[name], rtol=1e-12, atol=1e-12,
+                                   msg=lambda message, name=name: f"{name}: {message}")
+
+
+def _saved_bytes(model, lr, msi) -> int:
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(lr, msi)
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("impl", ["reference", "fused"])
+def test_recomputed_taps_are_not_kept_for_the_backward(impl):
+    if impl == "fused":
+        require_fused("cpu")
+    lr, msi = _small_batch()
+    kept, recomputed = (_saved_bytes(_small_model(impl, flag), lr, msi) for flag in (False, True))
+    taps_bytes = 2 * 3 * 7 * 5 * 16 * 16 * 8  # stages x heads x (K, C, H, W) x float64
+    assert recomputed <= kept - taps_bytes
+
+
+def test_taps_are_recomputed_by_default_only_with_the_fused_filter():
+    assert not _small_model("reference", None)._recomputes_taps("cpu")
+    assert _small_model("auto", None)._recomputes_taps("cpu") == ("fused" in available_impls("cpu"))
+    assert _small_model("reference", True)._recomputes_taps("cpu")
+
+
+def test_recomputing_taps_compiles():
+    model, (lr, msi) = _small_model("auto", True), _small_batch()
+    eager = _gradients(model, lr, msi)
+    compiled = _gradients(model, lr, msi, torch.compile(model, backend="aot_eager", fullgraph=True))
+    for name in eager:
+        torch.testing.assert_close(compiled[name], eager[name], rtol=1e-10, atol=1e-10,
+                                   msg=lambda message, name=name: f"{name}: {message}")
 
 
 def test_converter_maps_every_name_and_infers_the_configuration():

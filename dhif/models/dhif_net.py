@@ -11,8 +11,9 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
-from ..ops import spatio_spectral_filter
+from ..ops import resolve_impl, spatio_spectral_filter
 
 SCALES = (2, 4, 8, 16, 32)
 UNET_DEPTH = 4  # average-pooling steps in the U-Net's encoder
@@ -65,6 +66,11 @@ class FilterUNet(nn.Module):
             for _ in range(3)])
 
     def forward(self, features):
+        """The raw taps of the three heads."""
+        return self.project(self.hidden(features))
+
+    def hidden(self, features):
+        """Each head's input to its last (1x1) convolution."""
         skips = []
         x = features
         for level, block in enumerate(self.encoder):
@@ -73,15 +79,26 @@ class FilterUNet(nn.Module):
         x = skips.pop()
         for block in self.decoder:
             x = block(torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="bicubic")], dim=1))
-        return [head(x) for head in self.heads]
+        return [head[:-1](x) for head in self.heads]
+
+    def project(self, hidden):
+        """The heads' last 1x1 convolutions: hidden maps -> raw taps."""
+        return [head[-1](h) for head, h in zip(self.heads, hidden)]
 
 
 class DHIFNet(nn.Module):
     """HR-HSI (B, hsi_channels, H, W) from an LR-HSI (B, hsi_channels, H/scale, W/scale)
-    and an HR-MSI (B, msi_channels, H, W): model(lr_hsi, hr_msi)."""
+    and an HR-MSI (B, msi_channels, H, W): model(lr_hsi, hr_msi).
+
+    recompute_taps: in training, keep the heads' hidden maps but not the taps, and redo the
+    heads' last 1x1 convolutions and the filter in the backward. None (default): only
+    when the fused filter runs, whose forward is cheap to redo; this keeps about a fifth of
+    the training memory off the graph (benchmarks/RESULTS.md).
+    """
 
     def __init__(self, hsi_channels: int = 31, msi_channels: int = 3, scale: int = 8, stages: int = 4,
-                 taps: int = 7, width: int = 64, filter_impl: str = "auto", head_width: int = None):
+                 taps: int = 7, width: int = 64, filter_impl: str = "auto", head_width: int = None,
+                 recompute_taps: bool = None):
         super().__init__()
         if stages < 1:
             raise ValueError(f"DHIFNet: stages must be at least 1, got {stages}")
@@ -89,6 +106,7 @@ class DHIFNet(nn.Module):
             raise ValueError(f"DHIFNet: taps must be a positive odd number, got {taps}")
         self.hsi_channels, self.msi_channels, self.scale = hsi_channels, msi_channels, scale
         self.stages, self.taps, self.filter_impl = stages, taps, filter_impl
+        self.recompute_taps = recompute_taps
         self.config = dict(hsi_channels=hsi_channels, msi_channels=msi_channels, scale=scale, stages=stages,
                            taps=taps, width=width, head_width=head_width)
 
@@ -156,16 +174,30 @@ class DHIFNet(nn.Module):
         """The unrolled iterations on inputs whose sizes the U-Net can divide."""
         z = F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
         features = []
-        batch, bands, height, width = z.shape
+        recompute = torch.is_grad_enabled() and self._recomputes_taps(z.device)
         for t in range(self.stages):
             spectral_residual = self.spectral_up(self.spectral_down(z) - hr_msi)
             spatial_residual = self.spatial_up(self.spatial_down(z) - lr_hsi)
             features.append(self.embed(torch.cat([z, hr_msi], dim=1)))
             fused = self.dense[t](torch.cat(features, dim=1))
-            # Under autocast the heads return bf16/fp16 taps while z stays float32: the filter
-            # runs in z's dtype.
-            taps_w, taps_h, taps_c = (k.view(batch, self.taps, bands, height, width).to(z.dtype)
-                                      for k in self.filters(fused))
-            u = spatio_spectral_filter(z, taps_w, taps_h, taps_c, impl=self.filter_impl)
+            hidden = self.filters.hidden(fused)
+            if recompute:
+                u = checkpoint(self._filtered_estimate, z, *hidden, use_reentrant=False, preserve_rng_state=False)
+            else:
+                u = self._filtered_estimate(z, *hidden)
             z = z - 2 * self.eta[t] * (spectral_residual + spatial_residual + self.lam[t] * (z - u))
         return z
+
+    def _recomputes_taps(self, device) -> bool:
+        if self.recompute_taps is not None:
+            return self.recompute_taps
+        return resolve_impl(self.filter_impl, device) == "fused"
+
+    def _filtered_estimate(self, z, *hidden):
+        """U: z filtered with the taps that the heads' last convolutions make of `hidden`."""
+        batch, bands, height, width = z.shape
+        # Under autocast the heads return bf16/fp16 taps while z stays float32: the filter
+        # runs in z's dtype.
+        taps_w, taps_h, taps_c = (k.view(batch, self.taps, bands, height, width).to(z.dtype)
+                                  for k in self.filters.project(hidden))
+        return spatio_spectral_filter(z, taps_w, taps_h, taps_c, impl=self.filter_impl)

@@ -2,7 +2,7 @@
 
     adaptive_filter(x, taps, dim, padding="replicate", normalize=True, impl="auto")
     spatio_spectral_filter(x, taps_w, taps_h, taps_c, impl="auto")
-    available_impls(device), build_info()
+    available_impls(device), resolve_impl(impl, device), build_info()
 
 `impl="auto"` takes the compiled kernel when one serves the tensor's device (the
 dispatcher then picks CPU or CUDA) and otherwise the pure-PyTorch reference, warning once.
@@ -17,7 +17,7 @@ from . import _ext
 from ._ext import build_info
 from .reference import adaptive_filter_reference
 
-__all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "build_info",
+__all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "resolve_impl", "build_info",
            "adaptive_filter_reference", "IMPLS", "PADDINGS"]
 
 IMPLS = ("auto", "fused", "reference")
@@ -58,7 +58,11 @@ def _check_args(x, taps, dim, padding, impl):
         raise ValueError(f"adaptive_filter: unknown impl {impl!r}; expected one of {IMPLS}")
 
 
-def _resolve_impl(impl: str, device: torch.device) -> str:
+def resolve_impl(impl: str, device) -> str:
+    """The implementation that `impl` ("auto", "fused", "reference") runs on `device`."""
+    if impl not in IMPLS:
+        raise ValueError(f"adaptive_filter: unknown impl {impl!r}; expected one of {IMPLS}")
+    device = torch.device(device)
     fused_here = device.type in _FUSED_DEVICE_TYPES
     if impl == "fused":
         if not fused_here:
@@ -88,7 +92,7 @@ def adaptive_filter(x: torch.Tensor, taps: torch.Tensor, dim: int, padding: str 
     Differentiable in x and taps. Half types accumulate in float32.
     """
     _check_args(x, taps, dim, padding, impl)
-    if _resolve_impl(impl, x.device) == "reference":
+    if resolve_impl(impl, x.device) == "reference":
         return adaptive_filter_reference(x, taps, dim, padding, normalize)
     y, _ = torch.ops.dhif.adaptive_filter_forward(x, taps, dim, padding, normalize)
     return y
