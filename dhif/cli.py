@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
+                   "GPUs and on CPUs with AVX512-BF16 or AMX")
     p.add_argument("--val-every", type=int, default=defaults.val_every, help="epochs between validations (0: none)")
     p.add_argument("--val-tile", type=int, default=256, help="tile size for validation images")
     p.add_argument("--tensorboard", action="store_true")

@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,6 +66,16 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matrix arithmetic is native here (Ampere and later GPUs; CPUs with
+    AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run about twice as fast as fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
 
 
 def lr_factor(config: TrainConfig):
@@ -164,6 +175,9 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     if config.init_operators == "physics":
         init_observation_operators(model, srf, config.sigma)
+    if config.bf16 and not has_native_bf16(device):
+        warnings.warn(f"dhif train: bf16 autocast on {device} without native bf16 arithmetic is slower than "
+                      "float32", RuntimeWarning, stacklevel=2)
     start_epoch = 0
     last = out / "last.pt"
     if last.exists():
@@ -209,7 +223,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
         for lr_hsi, hr_msi, hr_hsi in bar:
             lr_hsi, hr_msi, hr_hsi = lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 pred = wrapped(lr_hsi, hr_msi)
             loss = F.l1_loss(pred.float(), hr_hsi)
             optimizer.zero_grad(set_to_none=True)

@@ -29,8 +29,10 @@ def tiny_dataset(config):
     return PatchDataset(scenes, config.scale, spectral_response(), config.patch, config.samples_per_epoch, seed=1)
 
 
-def test_short_training_lowers_the_loss(tmp_path):
-    config = tiny_config(tmp_path, epochs=8, init_operators="physics")
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.filterwarnings("ignore:dhif train. bf16 autocast")  # a CPU without native bf16 is only slower
+def test_short_training_lowers_the_loss(tmp_path, bf16):
+    config = tiny_config(tmp_path, epochs=8, init_operators="physics", bf16=bf16)
     dataset = tiny_dataset(config)
     dataset.set_epoch(999)  # a fixed batch that training never sees
     lr, msi, hr = (torch.stack(t) for t in zip(*[dataset[i] for i in range(4)]))
