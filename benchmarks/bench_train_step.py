@@ -3,9 +3,14 @@ configuration, whole-image inference, and the largest batch that fits a memory b
 
     pytest benchmarks/bench_train_step.py --benchmark-json train.json
 
-CPU always; on a GPU also bf16 autocast and torch.compile. CPU peak memory is the RSS
-growth of the first step in a fresh process (the allocator keeps freed memory).
+Three variants of the network: "fused" (the default fast path: fused filter, taps
+recomputed in the backward), "fused-keep-taps" (the fused filter alone, taps kept like
+the authors' code keeps them) and "reference". float32 always; bf16 autocast where the
+device has native bf16; torch.compile on the GPU. CPU peak memory is the RSS growth of
+the first step in a fresh process (the allocator keeps freed memory).
 """
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,12 +18,27 @@ import torch.nn.functional as F
 from dhif.evaluate import fuse_image
 from dhif.models import DHIFNet
 from dhif.ops import available_impls
+from dhif.train import has_native_bf16
 
 from measure import cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
 
 PAPER = dict(hsi_channels=31, msi_channels=3, scale=8, stages=4)
 BATCH, PATCH = 4, 96
 MEMORY_BUDGET = 8 * 2 ** 30
+# variant -> DHIFNet keyword arguments
+VARIANTS = {"fused": dict(filter_impl="fused"),
+            "fused-keep-taps": dict(filter_impl="fused", recompute_taps=False),
+            "reference": dict(filter_impl="reference")}
+
+
+def make_model(variant, device):
+    torch.manual_seed(0)
+    return DHIFNet(**PAPER, **VARIANTS[variant]).to(device)
+
+
+def skip_unavailable(variant, device):
+    if VARIANTS[variant]["filter_impl"] not in available_impls(device):
+        pytest.skip(f"{variant} unavailable on {device}")
 
 
 def batch_inputs(batch, size, device):
@@ -40,34 +60,39 @@ def training_step(model, optimizer, lr, msi, hr, bf16=False):
     return step
 
 
-CPU_STEP_SETUP = """
-import torch, torch.nn.functional as F
-from dhif.models import DHIFNet
-torch.manual_seed(0)
-model = DHIFNet(31, 3, 8, 4, filter_impl={impl!r})
+# The CPU memory probes run in a fresh interpreter that imports this module.
+CPU_PROBE_SETUP = """
+import sys
+sys.path.insert(0, {here!r})
+import torch
+from bench_train_step import batch_inputs, fuse_image, make_model, training_step
+model = make_model({variant!r}, "cpu")
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-hr = torch.rand({batch}, 31, {size}, {size}); lr = F.avg_pool2d(hr, 8); msi = torch.rand({batch}, 3, {size}, {size})
+lr, msi, hr = batch_inputs({batch}, {size}, "cpu")
 """
-CPU_TRAIN_STEP = ("loss = F.l1_loss(model(lr, msi), hr); optimizer.zero_grad(); loss.backward(); optimizer.step()")
-CPU_INFERENCE = "with torch.no_grad(): fuse_image(model.eval(), lr, msi, {tile})"
 
 
-def train_peak(device, impl, batch, model=None, optimizer=None, inputs=None, bf16=False):
+def cpu_probe_setup(variant, batch, size):
+    return CPU_PROBE_SETUP.format(here=str(Path(__file__).parent), variant=variant, batch=batch, size=size)
+
+
+def train_peak(device, variant, batch, model=None, optimizer=None, inputs=None, bf16=False):
     if device == "cuda":
         return cuda_peak_extra(training_step(model, optimizer, *inputs, bf16=bf16))
-    return cpu_peak_extra_in_fresh_process(CPU_STEP_SETUP.format(impl=impl, batch=batch, size=PATCH), CPU_TRAIN_STEP)
+    return cpu_peak_extra_in_fresh_process(cpu_probe_setup(variant, batch, PATCH),
+                                           f"training_step(model, optimizer, lr, msi, hr, bf16={bf16})()")
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("impl", ["fused", "reference"])
-def test_training_step(benchmark, device, impl, precision, compiled):
-    if impl not in available_impls(device):
-        pytest.skip(f"{impl} unavailable on {device}")
-    if device == "cpu" and (precision == "bf16" or compiled):
-        pytest.skip("bf16 autocast and torch.compile are measured on the GPU")
-    torch.manual_seed(0)
-    model = DHIFNet(**PAPER, filter_impl=impl).to(device)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_training_step(benchmark, device, variant, precision, compiled):
+    skip_unavailable(variant, device)
+    if precision == "bf16" and not has_native_bf16(torch.device(device)):
+        pytest.skip(f"no native bf16 on this {device}")
+    if device == "cpu" and compiled:
+        pytest.skip("torch.compile is measured on the GPU")
+    model = make_model(variant, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     inputs = batch_inputs(BATCH, PATCH, device)
     forward = torch.compile(model) if compiled else model
@@ -79,18 +104,16 @@ def test_training_step(benchmark, device, impl, precision, compiled):
 
     benchmark.group = f"{device} train step {precision} {'compiled' if compiled else 'eager'}"
     benchmark.pedantic(timed, rounds=2 if device == "cpu" else 10, warmup_rounds=1 if device == "cpu" else 3)
-    peak = train_peak(device, impl, BATCH, forward, optimizer, inputs, precision == "bf16")
-    benchmark.extra_info.update(device=device, kind="train_step", impl=impl, precision=precision,
+    peak = train_peak(device, variant, BATCH, forward, optimizer, inputs, precision == "bf16")
+    benchmark.extra_info.update(device=device, kind="train_step", impl=variant, precision=precision,
                                 compiled=compiled, batch=BATCH, patch=PATCH, peak_extra_bytes=peak)
 
 
 @pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tiled256"])
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 def test_inference_512(benchmark, device, impl, tile):
-    if impl not in available_impls(device):
-        pytest.skip(f"{impl} unavailable on {device}")
-    torch.manual_seed(0)
-    model = DHIFNet(**PAPER, filter_impl=impl).to(device).eval()
+    skip_unavailable(impl, device)
+    model = make_model(impl, device).eval()
     lr, msi, _ = batch_inputs(1, 512, device)
 
     def run():
@@ -103,31 +126,29 @@ def test_inference_512(benchmark, device, impl, tile):
     if device == "cuda":
         peak = cuda_peak_extra(run)
     else:
-        setup = CPU_STEP_SETUP.format(impl=impl, batch=1, size=512) + "from dhif.evaluate import fuse_image\n"
-        peak = cpu_peak_extra_in_fresh_process(setup, CPU_INFERENCE.format(tile=tile))
+        peak = cpu_peak_extra_in_fresh_process(cpu_probe_setup(impl, 1, 512),
+                                               f"with torch.no_grad(): fuse_image(model.eval(), lr, msi, {tile})")
     benchmark.extra_info.update(device=device, kind="inference", impl=impl, tile=tile, peak_extra_bytes=peak)
 
 
-@pytest.mark.parametrize("impl", ["fused", "reference"])
-def test_largest_batch_in_budget(benchmark, device, impl):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_largest_batch_in_budget(benchmark, device, variant):
     """Peak training memory is affine in the batch: measured at batch 1 and 2, the largest
     batch of 96 x 96 patches within MEMORY_BUDGET follows."""
-    if impl not in available_impls(device):
-        pytest.skip(f"{impl} unavailable on {device}")
+    skip_unavailable(variant, device)
     peaks = {}
     for batch in (1, 2):
         model = optimizer = inputs = None
         if device == "cuda":
-            torch.manual_seed(0)
-            model = DHIFNet(**PAPER, filter_impl=impl).to(device)
+            model = make_model(variant, device)
             optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
             inputs = batch_inputs(batch, PATCH, device)
             training_step(model, optimizer, *inputs)()  # optimizer state allocated outside the measurement
-        peaks[batch] = train_peak(device, impl, batch, model, optimizer, inputs)
+        peaks[batch] = train_peak(device, variant, batch, model, optimizer, inputs)
     per_sample = peaks[2] - peaks[1]
     largest = int((MEMORY_BUDGET - (peaks[1] - per_sample)) // per_sample)
     benchmark.group = f"{device} largest batch in {MEMORY_BUDGET / 2 ** 30:.0f} GiB"
     benchmark.pedantic(lambda: None, rounds=1)
-    benchmark.extra_info.update(device=device, kind="largest_batch", impl=impl, per_sample_bytes=per_sample,
+    benchmark.extra_info.update(device=device, kind="largest_batch", impl=variant, per_sample_bytes=per_sample,
                                 fixed_bytes=peaks[1] - per_sample, largest_batch=largest,
                                 budget_bytes=MEMORY_BUDGET)

@@ -1,51 +1,72 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU: build with CUDA, run the CUDA tests, run
-# compute-sanitizer (memcheck, racecheck) on a small case, run the op benchmarks and write
-# a results table. Uses the python3 that holds torch (no network needed).
+# One command for a machine with an NVIDIA GPU: build with CUDA for the visible card, run
+# the CUDA tests, compute-sanitizer (memcheck, racecheck), the op and network benchmarks,
+# the op sweep plot and a profile of the training step, and write the results tables.
+# Uses the python3 that holds torch (no network needed). About 8 minutes on an H100.
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]
-set -euo pipefail
+#   bash benchmarks/gpu_check.sh [OUT_DIR] [all|compiled]
+#
+# "compiled" builds and runs only the torch.compile training steps, which take a few
+# minutes to compile. OUT_DIR receives at most 8 files: gpu_check.log, the benchmark
+# JSONs, tables_cuda.md, op_sweep_cuda.png and profile_cuda.txt.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-gpu_results}}
+PART=${2:-all}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
+LOG="$OUT/gpu_check.log"
+BENCH=(-q -p no:cacheprovider)
+status=0
+step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 
 {
-  echo "## GPU check, $(date -u +%Y-%m-%d)"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+  step "machine"
+  echo "GPU check, $(date -u +%Y-%m-%d)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-} | tee "$OUT/machine.txt"
 
-# Build in place against this torch, for this GPU only (fast).
-arch=$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
-TORCH_CUDA_ARCH_LIST="$arch" DHIF_FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps -e . \
-  > "$OUT/build.log" 2>&1 || { tail -50 "$OUT/build.log"; exit 1; }
-"$PY" -c "import dhif; print(dhif.build_info()); assert 'fused' in dhif.available_impls('cuda')" | tee -a "$OUT/machine.txt"
+  step "build for this GPU only"
+  arch=$("$PY" -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
+  TORCH_CUDA_ARCH_LIST="$arch" DHIF_FORCE_CUDA=1 "$PY" -m pip install --no-build-isolation --no-deps -e . \
+    > "$OUT/build.tmp" 2>&1 || { tail -60 "$OUT/build.tmp"; exit 1; }
+  rm -f "$OUT/build.tmp"
+  "$PY" -c "import dhif; print(dhif.build_info()); assert 'fused' in dhif.available_impls('cuda')" || exit 1
 
-# CUDA tests (and the rest of the op tests, which now include the cuda parameters).
-"$PY" -m pytest tests/test_adaptive_filter.py tests/test_dhif_net.py -q -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -5
+  if [ "$PART" = compiled ]; then
+    step "training step under torch.compile"
+    "$PY" -m pytest benchmarks/bench_train_step.py "${BENCH[@]}" -k "cuda and compiled and not keep" \
+      --benchmark-json "$OUT/train_cuda_compiled.json" || status=1
+    "$PY" benchmarks/report.py "$OUT/train_cuda_compiled.json" > "$OUT/tables_cuda_compiled.md"
+    cat "$OUT/tables_cuda_compiled.md"
+    exit $status
+  fi
 
-# compute-sanitizer on a small case: forward and backward, every axis, both paddings, K 7 and 3.
-cat > "$OUT/sanitizer_case.py" <<'PY'
-import torch
-from dhif.ops import adaptive_filter
-for dtype in (torch.float32, torch.float16):
-    for k in (7, 3):
-        for dim in (1, 2, 3):
-            for padding in ("replicate", "zeros"):
-                x = torch.rand(2, 5, 9, 11, device="cuda", dtype=dtype, requires_grad=True)
-                t = torch.randn(2, k, 5, 9, 11, device="cuda", dtype=dtype, requires_grad=True)
-                adaptive_filter(x, t, dim, padding, impl="fused").sum().backward()
-torch.cuda.synchronize()
-print("sanitizer case done")
-PY
-for tool in memcheck racecheck; do
-  compute-sanitizer --tool "$tool" --error-exitcode 1 "$PY" "$OUT/sanitizer_case.py" > "$OUT/sanitizer_$tool.log" 2>&1 \
-    && echo "compute-sanitizer $tool: clean" || { echo "compute-sanitizer $tool: FAILED"; tail -30 "$OUT/sanitizer_$tool.log"; }
-done
+  step "tests (the CUDA parameters run now)"
+  "$PY" -m pytest tests/test_adaptive_filter.py tests/test_dhif_net.py -q -p no:cacheprovider -rs || status=1
 
-# Benchmarks and the results table.
-"$PY" -m pytest benchmarks/bench_adaptive_filter.py -q -p no:cacheprovider -k cuda \
-  --benchmark-json "$OUT/bench_gpu.json" 2>&1 | tail -3
-"$PY" benchmarks/report.py "$OUT/bench_gpu.json" | tee "$OUT/results.md"
+  for tool in memcheck racecheck; do
+    step "compute-sanitizer $tool"
+    compute-sanitizer --tool "$tool" --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py 2>&1 | tail -25 \
+      && echo "compute-sanitizer $tool: clean" || { echo "compute-sanitizer $tool: FAILED"; status=1; }
+  done
+
+  step "op benchmarks"
+  "$PY" -m pytest benchmarks/bench_adaptive_filter.py "${BENCH[@]}" -k cuda --benchmark-json "$OUT/op_cuda.json" \
+    || status=1
+  step "network benchmarks (eager)"
+  "$PY" -m pytest benchmarks/bench_train_step.py "${BENCH[@]}" -k "cuda and not compiled" \
+    --benchmark-json "$OUT/train_cuda.json" || status=1
+  step "tables"
+  "$PY" benchmarks/report.py "$OUT/op_cuda.json" "$OUT/train_cuda.json" | tee "$OUT/tables_cuda.md"
+  step "op sweep"
+  "$PY" benchmarks/sweep.py --device cuda --out "$OUT/op_sweep_cuda.png" || status=1
+  step "profile of a training step"
+  for impl in fused reference; do
+    "$PY" benchmarks/profile_step.py --device cuda --impl "$impl"
+  done > "$OUT/profile_cuda.txt" 2>&1 || status=1
+  head -40 "$OUT/profile_cuda.txt"
+  step "done, status $status"
+  exit $status
+} 2>&1 | tee "$LOG"
