@@ -1,7 +1,7 @@
 """Where a DHIF-Net training step spends its time: torch.profiler over one step at the
 paper's configuration, grouped by operator, fused filter against reference.
 
-    python benchmarks/profile_step.py [--device cpu|cuda] [--impl fused] [--batch 4]
+    python benchmarks/profile_step.py [--device cpu|cuda] [--impl fused] [--batch 4] [--bf16]
 """
 import argparse
 
@@ -17,6 +17,7 @@ def main():
     parser.add_argument("--impl", default="fused", choices=["fused", "reference"])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rows", type=int, default=12)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = DHIFNet(31, 3, 8, 4, filter_impl=args.impl).to(args.device)
@@ -25,7 +26,9 @@ def main():
     lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, 96, 96, device=args.device)
 
     def step():
-        loss = F.l1_loss(model(lr, msi), hr)
+        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
+            pred = model(lr, msi)
+        loss = F.l1_loss(pred.float(), hr)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -38,7 +41,8 @@ def main():
         if args.device == "cuda":
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
-    print(f"DHIF-Net training step, paper configuration, batch {args.batch}, {args.device}, filter {args.impl}")
+    print(f"DHIF-Net training step, paper configuration, batch {args.batch}, {args.device}, filter {args.impl}, "
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}")
     print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
 
 

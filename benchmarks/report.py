@@ -24,6 +24,8 @@ def op_table(results) -> str:
         info = r.get("extra_info", {})
         if "case" in info:
             rows[(info["device"], info["case"], info["pass_"])][info["impl"]] = (r["stats"]["median"], info)
+    if not rows:
+        return ""
     lines = ["| device | case | pass | fused (ms) | reference (ms) | speed-up | fused GB/s | % of copy | "
              "extra peak fused (MB) | extra peak reference (MB) | memory ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

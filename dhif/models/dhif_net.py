@@ -92,8 +92,8 @@ class DHIFNet(nn.Module):
 
     recompute_taps: in training, keep the heads' hidden maps but not the taps, and redo the
     heads' last 1x1 convolutions and the filter in the backward. None (default): only
-    when the fused filter runs, whose forward is cheap to redo; this keeps about a fifth of
-    the training memory off the graph (benchmarks/RESULTS.md).
+    when the fused filter runs, whose forward is cheap to redo. At the paper's configuration
+    this takes a fifth off what a step keeps for its backward (benchmarks/RESULTS.md).
     """
 
     def __init__(self, hsi_channels: int = 31, msi_channels: int = 3, scale: int = 8, stages: int = 4,
