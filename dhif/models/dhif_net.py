@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ..ops import resolve_impl, spatio_spectral_filter
+from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
 
 SCALES = (2, 4, 8, 16, 32)
 UNET_DEPTH = 4  # average-pooling steps in the U-Net's encoder
@@ -67,10 +67,11 @@ class FilterUNet(nn.Module):
 
     def forward(self, features):
         """The raw taps of the three heads."""
-        return self.project(self.hidden(features))
+        decoded = self.decode(features)
+        return [head(decoded) for head in self.heads]
 
-    def hidden(self, features):
-        """Each head's input to its last (1x1) convolution."""
+    def decode(self, features):
+        """The U-Net's output, (B, 2 * width, H, W): the input of every head."""
         skips = []
         x = features
         for level, block in enumerate(self.encoder):
@@ -79,11 +80,7 @@ class FilterUNet(nn.Module):
         x = skips.pop()
         for block in self.decoder:
             x = block(torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="bicubic")], dim=1))
-        return [head[:-1](x) for head in self.heads]
-
-    def project(self, hidden):
-        """The heads' last 1x1 convolutions: hidden maps -> raw taps."""
-        return [head[-1](h) for head, h in zip(self.heads, hidden)]
+        return x
 
 
 class DHIFNet(nn.Module):
@@ -180,11 +177,14 @@ class DHIFNet(nn.Module):
             spatial_residual = self.spatial_up(self.spatial_down(z) - lr_hsi)
             features.append(self.embed(torch.cat([z, hr_msi], dim=1)))
             fused = self.dense[t](torch.cat(features, dim=1))
-            hidden = self.filters.hidden(fused)
+            decoded = self.filters.decode(fused)
+            # Each head's input to its last (1x1) convolution; lazily, so that inference holds
+            # one head's maps at a time.
+            hidden = (head[:-1](decoded) for head in self.filters.heads)
             if recompute:
-                u = checkpoint(self._filtered_estimate, z, *hidden, use_reentrant=False, preserve_rng_state=False)
+                u = checkpoint(self._recomputable_estimate, z, *hidden, use_reentrant=False, preserve_rng_state=False)
             else:
-                u = self._filtered_estimate(z, *hidden)
+                u = self._filtered_estimate(z, hidden)
             z = z - 2 * self.eta[t] * (spectral_residual + spatial_residual + self.lam[t] * (z - u))
         return z
 
@@ -193,11 +193,18 @@ class DHIFNet(nn.Module):
             return self.recompute_taps
         return resolve_impl(self.filter_impl, device) == "fused"
 
-    def _filtered_estimate(self, z, *hidden):
-        """U: z filtered with the taps that the heads' last convolutions make of `hidden`."""
+    def _filtered_estimate(self, z, hidden):
+        """U: z filtered pass by pass, each with the taps that a head's last convolution makes
+        of its map in `hidden` (an iterable, consumed one map at a time)."""
         batch, bands, height, width = z.shape
-        # Under autocast the heads return bf16/fp16 taps while z stays float32: the filter
-        # runs in z's dtype.
-        taps_w, taps_h, taps_c = (k.view(batch, self.taps, bands, height, width).to(z.dtype)
-                                  for k in self.filters.project(hidden))
-        return spatio_spectral_filter(z, taps_w, taps_h, taps_c, impl=self.filter_impl)
+        u = z
+        for head, maps, (dim, padding) in zip(self.filters.heads, hidden, SPATIO_SPECTRAL_PASSES):
+            # Under autocast the heads return bf16/fp16 taps while z stays float32: the filter
+            # runs in z's dtype.
+            taps = head[-1](maps).view(batch, self.taps, bands, height, width).to(z.dtype)
+            u = adaptive_filter(u, taps, dim, padding, True, self.filter_impl)
+            del maps, taps  # before the next head's maps are made
+        return u
+
+    def _recomputable_estimate(self, z, *hidden):
+        return self._filtered_estimate(z, hidden)

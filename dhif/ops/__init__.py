@@ -18,7 +18,7 @@ from ._ext import build_info
 from .reference import adaptive_filter_reference
 
 __all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "resolve_impl", "build_info",
-           "adaptive_filter_reference", "IMPLS", "PADDINGS"]
+           "adaptive_filter_reference", "IMPLS", "PADDINGS", "SPATIO_SPECTRAL_PASSES"]
 
 IMPLS = ("auto", "fused", "reference")
 PADDINGS = ("replicate", "zeros")
@@ -98,10 +98,14 @@ def adaptive_filter(x: torch.Tensor, taps: torch.Tensor, dim: int, padding: str 
     return y
 
 
+# DHIF-Net's three passes, in order: (dim, padding) for the columns, the rows, the bands.
+SPATIO_SPECTRAL_PASSES = ((3, "replicate"), (2, "replicate"), (1, "zeros"))
+
+
 def spatio_spectral_filter(x: torch.Tensor, taps_w: torch.Tensor, taps_h: torch.Tensor, taps_c: torch.Tensor,
                            impl: str = "auto") -> torch.Tensor:
     """DHIF-Net's filtered estimate U: columns (replicate), rows (replicate), then bands
     (zeros), each pass with its own L2-normalised taps Tensor[B, K, C, H, W]."""
-    y = adaptive_filter(x, taps_w, 3, "replicate", True, impl)
-    y = adaptive_filter(y, taps_h, 2, "replicate", True, impl)
-    return adaptive_filter(y, taps_c, 1, "zeros", True, impl)
+    for taps, (dim, padding) in zip((taps_w, taps_h, taps_c), SPATIO_SPECTRAL_PASSES):
+        x = adaptive_filter(x, taps, dim, padding, True, impl)
+    return x
