@@ -54,6 +54,20 @@ def cuda_peak_extra(fn) -> int:
     return torch.cuda.max_memory_allocated() - before
 
 
+def saved_tensor_bytes(fn) -> int:
+    """Bytes of the tensors that autograd keeps for the backward while fn() runs, each
+    storage counted once (parameters included when an op saves them)."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return sum(storages.values())
+
+
 # Peak resident memory of this address space. Not getrusage's ru_maxrss: Linux carries
 # that over from the parent through fork and exec, so a child of a big pytest process
 # starts at its parent's peak.

@@ -1,7 +1,7 @@
 """Where a DHIF-Net training step spends its time: torch.profiler over one step at the
 paper's configuration, grouped by operator, fused filter against reference.
 
-    python benchmarks/profile_step.py [--device cpu|cuda] [--impl fused] [--batch 4] [--bf16]
+    python benchmarks/profile_step.py [--device cpu|cuda] [--impl fused] [--batch 4] [--bf16] [--keep-taps]
 """
 import argparse
 
@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dhif.models import DHIFNet
+
+from measure import saved_tensor_bytes
 
 
 def main():
@@ -18,9 +20,11 @@ def main():
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--rows", type=int, default=12)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    parser.add_argument("--keep-taps", action="store_true", help="keep the taps instead of recomputing them")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = DHIFNet(31, 3, 8, 4, filter_impl=args.impl).to(args.device)
+    model = DHIFNet(31, 3, 8, 4, filter_impl=args.impl, recompute_taps=False if args.keep_taps else None)
+    model = model.to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     hr = torch.rand(args.batch, 31, 96, 96, device=args.device)
     lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, 96, 96, device=args.device)
@@ -34,6 +38,8 @@ def main():
         optimizer.step()
 
     step()  # warm-up
+    with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
+        saved = saved_tensor_bytes(lambda: model(lr, msi))
     activities = [torch.profiler.ProfilerActivity.CPU] + (
         [torch.profiler.ProfilerActivity.CUDA] if args.device == "cuda" else [])
     with torch.profiler.profile(activities=activities) as prof:
@@ -42,7 +48,8 @@ def main():
             torch.cuda.synchronize()
     key = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
     print(f"DHIF-Net training step, paper configuration, batch {args.batch}, {args.device}, filter {args.impl}, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}")
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}{', taps kept' if args.keep_taps else ''}")
+    print(f"tensors kept for the backward: {saved / 2 ** 20:.0f} MB")
     print(prof.key_averages().table(sort_by=key, row_limit=args.rows))
 
 

@@ -1,12 +1,18 @@
 """DHIFNet: parameter counts, shapes, generalisations, validation, and equality with the
 authors' network restated from the spec."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from dhif.models import DHIFNet, convert_original_state_dict, load_original_checkpoint
 from dhif.models.convert import infer_config
 from dhif.ops import available_impls
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from measure import saved_tensor_bytes  # noqa: E402  (the benchmarks' memory accounting)
 
 from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
 from conftest import require_fused
@@ -117,24 +123,12 @@ def test_recomputing_taps_gives_the_same_gradients(impl):
                                    msg=lambda message, name=name: f"{name}: {message}")
 
 
-def _saved_bytes(model, lr, msi) -> int:
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(lr, msi)
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 def test_recomputed_taps_are_not_kept_for_the_backward(impl):
     if impl == "fused":
         require_fused("cpu")
     lr, msi = _small_batch()
-    kept, recomputed = (_saved_bytes(_small_model(impl, flag), lr, msi) for flag in (False, True))
+    kept, recomputed = (saved_tensor_bytes(lambda: _small_model(impl, flag)(lr, msi)) for flag in (False, True))
     taps_bytes = 2 * 3 * 7 * 5 * 16 * 16 * 8  # stages x heads x (K, C, H, W) x float64
     assert recomputed <= kept - taps_bytes
 
