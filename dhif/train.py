@@ -73,8 +73,9 @@ def has_native_bf16(device: torch.device) -> bool:
     AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run about twice as fast as fp32)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private, so guarded
+        return bool(probe is not None and probe())
     return False
 
 
