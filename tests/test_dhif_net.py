@@ -11,7 +11,7 @@ from dhif.models import DHIFNet, convert_original_state_dict, load_original_chec
 from dhif.models.convert import infer_config
 from dhif.ops import available_impls
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.append(str(Path(__file__).parents[1] / "benchmarks"))
 from measure import saved_tensor_bytes  # noqa: E402  (the benchmarks' memory accounting)
 
 from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
