@@ -2,7 +2,8 @@
 # One command for a machine with an NVIDIA GPU: build with CUDA for the visible card, run
 # the CUDA tests, compute-sanitizer (memcheck, racecheck), the op and network benchmarks,
 # the op sweep plot and a profile of the training step, and write the results tables.
-# Uses the python3 that holds torch (no network needed). About 8 minutes on an H100.
+# Uses the python3 that holds torch (no network needed). Estimated under 10 minutes on an
+# H100; not yet run on a GPU.
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR] [all|compiled]
 #
