@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import dhif.ops as ops
 from dhif.ops import adaptive_filter, adaptive_filter_reference, available_impls, build_info, spatio_spectral_filter
 
-from conftest import DEVICES, FLOAT_DTYPES, TOLERANCES, require_fused
+from helpers import DEVICES, FLOAT_DTYPES, TOLERANCES, require_fused
 
 AXES = [1, 2, 3]
 PADDINGS = ["replicate", "zeros"]

@@ -11,7 +11,7 @@ from dhif.cli import main
 from dhif.train import load_checkpoint
 
 from authors_format import authors_state_dict, pickled_authors_model
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 
 def test_info(capsys):

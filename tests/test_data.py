@@ -7,7 +7,7 @@ from dhif.data import (CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, SceneD
                        gaussian_psf, read_cave_scene, read_cube, spectral_response, to_msi)
 from dhif.data.synthetic import synthetic_scene
 
-from conftest import DEVICES, SHARED_DATA
+from helpers import DEVICES, SHARED_DATA
 
 PIL = pytest.importorskip("PIL.Image")
 

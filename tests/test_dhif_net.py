@@ -15,7 +15,7 @@ sys.path.append(str(Path(__file__).parents[1] / "benchmarks"))
 from measure import saved_tensor_bytes  # noqa: E402  (the benchmarks' memory accounting)
 
 from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
-from conftest import require_fused
+from helpers import require_fused
 
 
 def count(model):
