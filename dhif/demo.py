@@ -7,8 +7,6 @@ bicubic upsampling and component substitution, and writes PNG figures.
 import shutil
 from pathlib import Path
 
-import torch
-
 from .data import CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, find_cave_scenes, read_cave_scene, spectral_response
 from .data.synthetic import synthetic_scene
 from .evaluate import evaluate, format_table

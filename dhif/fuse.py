@@ -10,8 +10,6 @@ import json
 import shutil
 from pathlib import Path
 
-import torch
-
 from .baselines import bicubic
 from .data import degrade, read_cube
 from .data.datasets import EpochSampledDataset, random_rot_flip
@@ -72,15 +70,13 @@ def fuse_pair(args):
         result = train(config, PairPatchDataset(hsi_low, msi_low, target, scale, patch, config.samples_per_epoch,
                                                 args.seed))
         model = model_from_checkpoint(result["checkpoint"], device)
-        with torch.no_grad():
-            reduced = fuse_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap)
-            base = bicubic(hsi_low[None], None, scale).to(device)
+        reduced = fuse_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap).cpu()
+        base = bicubic(hsi_low[None], None, scale)
         report["reduced_resolution"] = {
-            "dhif": {"psnr": psnr(reduced.clamp(0, 1), target[None].to(device)), "sam": sam(reduced, target[None])},
-            "bicubic": {"psnr": psnr(base.clamp(0, 1), target[None].to(device)), "sam": sam(base, target[None])}}
-    with torch.no_grad():
-        fused = fuse_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
-                           progress=True).clamp(0, 1)
+            "dhif": {"psnr": psnr(reduced.clamp(0, 1), target[None]), "sam": sam(reduced, target[None])},
+            "bicubic": {"psnr": psnr(base.clamp(0, 1), target[None]), "sam": sam(base, target[None])}}
+    fused = fuse_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
+                       progress=True).clamp(0, 1)
     # Consistency: the fused cube, degraded again, against the LR-HSI it came from.
     report["consistency_psnr_db"] = psnr(degrade(fused.cpu(), scale), lr_hsi[None])
     fused_np = fused[0].cpu().numpy()
