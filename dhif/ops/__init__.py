@@ -32,7 +32,7 @@ def available_impls(device="cpu") -> list:
     return ["reference", "fused"] if device_type in _FUSED_DEVICE_TYPES else ["reference"]
 
 
-def _check_args(x, taps, dim, padding, impl):
+def _check_args(x, taps, dim, padding):
     if not isinstance(x, torch.Tensor) or not isinstance(taps, torch.Tensor):
         raise TypeError("adaptive_filter: x and taps must be tensors")
     if x.dim() != 4:
@@ -54,8 +54,6 @@ def _check_args(x, taps, dim, padding, impl):
         raise ValueError(f"adaptive_filter: dim must be 1 (bands), 2 (rows) or 3 (columns), or -3..-1, got {dim!r}")
     if padding not in PADDINGS:
         raise ValueError(f"adaptive_filter: unknown padding {padding!r}; expected one of {PADDINGS}")
-    if impl not in IMPLS:
-        raise ValueError(f"adaptive_filter: unknown impl {impl!r}; expected one of {IMPLS}")
 
 
 def resolve_impl(impl: str, device) -> str:
@@ -91,7 +89,7 @@ def adaptive_filter(x: torch.Tensor, taps: torch.Tensor, dim: int, padding: str 
     u = taps / max(||taps||_K, 1e-12) when normalize (F.normalize semantics), else taps.
     Differentiable in x and taps. Half types accumulate in float32.
     """
-    _check_args(x, taps, dim, padding, impl)
+    _check_args(x, taps, dim, padding)
     if resolve_impl(impl, x.device) == "reference":
         return adaptive_filter_reference(x, taps, dim, padding, normalize)
     y, _ = torch.ops.dhif.adaptive_filter_forward(x, taps, dim, padding, normalize)
