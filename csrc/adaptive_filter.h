@@ -38,29 +38,40 @@ constexpr double kNormEps = 1e-12;
 // the same functions with a runtime count.
 constexpr int kDhifTaps = 7;
 
+// index_t is int64_t on the host; the CUDA kernels take int32_t whenever every index of
+// the launch fits, which halves their integer arithmetic.
+template <typename index_t>
 struct FilterGeometry {
-  int64_t voxels_per_item;  // N = C * H * W
-  int64_t axis_len;         // L: extent of the filtered axis
-  int64_t axis_stride;      // element stride of the filtered axis in x
+  index_t voxels_per_item;  // N = C * H * W
+  index_t axis_len;         // L: extent of the filtered axis
+  index_t axis_stride;      // element stride of the filtered axis in x
   int axis;                 // 1 bands, 2 rows, 3 columns
   int taps;                 // K (odd)
   Padding padding;
   bool normalize;
+
+  template <typename other_t>
+  FilterGeometry<other_t> with_index_type() const {
+    return {static_cast<other_t>(voxels_per_item), static_cast<other_t>(axis_len), static_cast<other_t>(axis_stride),
+            axis, taps, padding, normalize};
+  }
 };
 
 // Where a voxel lives: its index into x (and grad_y, inv_norm), the index of its tap 0
 // (tap i is i * voxels_per_item further) and its position along the filtered axis.
 // A neighbour d steps along the axis is at x_index + d * axis_stride, likewise for taps.
+template <typename index_t>
 struct Voxel {
-  int64_t x_index;
-  int64_t tap_index;
-  int64_t pos;
+  index_t x_index;
+  index_t tap_index;
+  index_t pos;
 };
 
 // Locates voxel v (three integer divisions: callers that walk a row step instead).
-DHIF_HOST_DEVICE Voxel locate(const FilterGeometry& g, int64_t v) {
-  const int64_t item = v / g.voxels_per_item;
-  const int64_t q = v - item * g.voxels_per_item;
+template <typename index_t>
+DHIF_HOST_DEVICE Voxel<index_t> locate(const FilterGeometry<index_t>& g, index_t v) {
+  const index_t item = v / g.voxels_per_item;
+  const index_t q = v - item * g.voxels_per_item;
   return {v, item * g.taps * g.voxels_per_item + q, (q / g.axis_stride) % g.axis_len};
 }
 
@@ -69,27 +80,31 @@ DHIF_HOST_DEVICE Voxel locate(const FilterGeometry& g, int64_t v) {
 // padding drops it: callers load unconditionally and select 0, which keeps the loop
 // branch-free (vectorisable) and still lets a NaN or inf tap poison the sum as the
 // stack-and-sum reference does (tap * 0 padding).
+template <typename index_t>
 struct Neighbour {
-  int64_t x_index;
+  index_t x_index;
   bool valid;
 };
 
 // min/max and a non-short-circuit `|` rather than branches: GCC vectorises the CPU
 // loops over a row only when the body has no control flow.
-DHIF_HOST_DEVICE int64_t clamp_position(int64_t s, int64_t len) {
-  const int64_t low = s > 0 ? s : 0;
+template <typename index_t>
+DHIF_HOST_DEVICE index_t clamp_position(index_t s, index_t len) {
+  const index_t low = s > 0 ? s : 0;
   return low < len - 1 ? low : len - 1;
 }
 
-DHIF_HOST_DEVICE Neighbour neighbour(const Voxel& p, int tap, int radius, const FilterGeometry& g) {
-  const int64_t s = p.pos + tap - radius;
-  const int64_t clamped = clamp_position(s, g.axis_len);
+template <typename index_t>
+DHIF_HOST_DEVICE Neighbour<index_t> neighbour(const Voxel<index_t>& p, int tap, int radius,
+                                              const FilterGeometry<index_t>& g) {
+  const index_t s = p.pos + tap - radius;
+  const index_t clamped = clamp_position(s, g.axis_len);
   return {p.x_index + (clamped - p.pos) * g.axis_stride, static_cast<bool>((g.padding == Padding::kReplicate) | (s == clamped))};
 }
 
 // K as a compile-time constant when kTaps > 0 (unrolled loops), else the runtime value.
-template <int kTaps>
-DHIF_HOST_DEVICE int tap_count(const FilterGeometry& g) {
+template <int kTaps, typename index_t>
+DHIF_HOST_DEVICE int tap_count(const FilterGeometry<index_t>& g) {
   return kTaps > 0 ? kTaps : g.taps;
 }
 
@@ -112,9 +127,9 @@ DHIF_HOST_DEVICE acc_t inverse_norm(acc_t sum_of_squares) {
 }
 
 // Raw filter sum  sum_i v_i * x(s(p, i))  and sum of squares of the taps of voxel p.
-template <typename scalar_t, typename acc_t, int kTaps>
-DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, const FilterGeometry& g,
-                                      const Voxel& p, acc_t& dot, acc_t& sum_of_squares) {
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
+DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                      const Voxel<index_t>& p, acc_t& dot, acc_t& sum_of_squares) {
   const int K = tap_count<kTaps>(g);
   const scalar_t* t = taps + p.tap_index;
   dot = acc_t(0);
@@ -122,7 +137,7 @@ DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, c
   DHIF_UNROLL
   for (int i = 0; i < K; ++i) {
     const acc_t ti = static_cast<acc_t>(t[i * g.voxels_per_item]);
-    const Neighbour n = neighbour(p, i, K / 2, g);
+    const Neighbour<index_t> n = neighbour(p, i, K / 2, g);
     const acc_t xn = static_cast<acc_t>(x[n.x_index]);
     const acc_t xi = n.valid ? xn : acc_t(0);
     dot += ti * xi;
@@ -132,9 +147,9 @@ DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, c
 
 // Forward value y(p) = sum_i u_i(p) x(s(p, i)); also returns the inverse norm that the
 // input-gradient gather of the backward pass needs for every neighbour.
-template <typename scalar_t, typename acc_t, int kTaps>
-DHIF_HOST_DEVICE acc_t filter_voxel(const scalar_t* x, const scalar_t* taps, const FilterGeometry& g,
-                                    const Voxel& p, acc_t& inv_norm) {
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
+DHIF_HOST_DEVICE acc_t filter_voxel(const scalar_t* x, const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                    const Voxel<index_t>& p, acc_t& inv_norm) {
   acc_t dot, sum_of_squares;
   raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares);
   inv_norm = g.normalize ? inverse_norm(sum_of_squares) : acc_t(1);
@@ -152,10 +167,10 @@ struct TapGradientCoefficients {
   acc_t b;
 };
 
-template <typename scalar_t, typename acc_t, int kTaps>
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE TapGradientCoefficients<acc_t> tap_gradient_coefficients(const scalar_t* grad_y, const scalar_t* x,
-                                                                          const scalar_t* taps, const FilterGeometry& g,
-                                                                          const Voxel& p) {
+                                                                          const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                                                          const Voxel<index_t>& p) {
   acc_t dot, sum_of_squares;
   raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares);
   const acc_t inv = g.normalize ? inverse_norm(sum_of_squares) : acc_t(1);
@@ -165,26 +180,26 @@ DHIF_HOST_DEVICE TapGradientCoefficients<acc_t> tap_gradient_coefficients(const 
 }
 
 // dv_i of voxel p from its coefficients.
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t, typename index_t>
 DHIF_HOST_DEVICE acc_t tap_gradient_value(const TapGradientCoefficients<acc_t>& c, const scalar_t* x,
-                                          const scalar_t* taps, const FilterGeometry& g, const Voxel& p, int tap,
+                                          const scalar_t* taps, const FilterGeometry<index_t>& g, const Voxel<index_t>& p, int tap,
                                           int radius) {
-  const Neighbour n = neighbour(p, tap, radius, g);
+  const Neighbour<index_t> n = neighbour(p, tap, radius, g);
   const acc_t xn = static_cast<acc_t>(x[n.x_index]);
   const acc_t xi = n.valid ? xn : acc_t(0);
   return c.a * xi - c.b * static_cast<acc_t>(taps[p.tap_index + tap * g.voxels_per_item]);
 }
 
 // All K tap gradients of voxel p, written to grad_taps (same layout as taps).
-template <typename scalar_t, typename acc_t, int kTaps>
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE void tap_gradient_voxel(const scalar_t* grad_y, const scalar_t* x, const scalar_t* taps,
-                                         const FilterGeometry& g, const Voxel& p, scalar_t* grad_taps) {
+                                         const FilterGeometry<index_t>& g, const Voxel<index_t>& p, scalar_t* grad_taps) {
   const TapGradientCoefficients<acc_t> c = tap_gradient_coefficients<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p);
   const int K = tap_count<kTaps>(g);
   DHIF_UNROLL
   for (int i = 0; i < K; ++i) {
     grad_taps[p.tap_index + i * g.voxels_per_item] =
-        static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t>(c, x, taps, g, p, i, K / 2));
+        static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t, index_t>(c, x, taps, g, p, i, K / 2));
   }
 }
 
@@ -194,22 +209,22 @@ DHIF_HOST_DEVICE void tap_gradient_voxel(const scalar_t* grad_y, const scalar_t*
 // r - i steps away. Near an end, replicate padding makes the first and last positions also
 // collect every tap clamped onto them (all of them when L <= r), and zero padding drops
 // the voxels p that fall outside.
-template <int kTaps>
-DHIF_HOST_DEVICE bool is_interior(const FilterGeometry& g, int64_t pos) {
+template <int kTaps, typename index_t>
+DHIF_HOST_DEVICE bool is_interior(const FilterGeometry<index_t>& g, index_t pos) {
   const int r = tap_count<kTaps>(g) / 2;
   return pos >= r && pos < g.axis_len - r;
 }
 
 // The interior case: K terms at fixed offsets, no branches (the CPU vectorises it).
-template <typename scalar_t, typename acc_t, int kTaps>
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE acc_t input_gradient_interior(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
-                                               const FilterGeometry& g, const Voxel& v) {
+                                               const FilterGeometry<index_t>& g, const Voxel<index_t>& v) {
   const int K = tap_count<kTaps>(g);
   const int r = K / 2;
   acc_t acc = acc_t(0);
   DHIF_UNROLL
   for (int i = 0; i < K; ++i) {
-    const int64_t step = (r - i) * g.axis_stride;
+    const index_t step = (r - i) * g.axis_stride;
     acc += static_cast<acc_t>(taps[v.tap_index + step + i * g.voxels_per_item]) * inv_norm[v.x_index + step] *
            static_cast<acc_t>(grad_y[v.x_index + step]);
   }
@@ -217,18 +232,18 @@ DHIF_HOST_DEVICE acc_t input_gradient_interior(const scalar_t* grad_y, const sca
 }
 
 // Any position, the ends included.
-template <typename scalar_t, typename acc_t, int kTaps>
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE acc_t input_gradient_border(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
-                                             const FilterGeometry& g, const Voxel& v) {
+                                             const FilterGeometry<index_t>& g, const Voxel<index_t>& v) {
   const int K = tap_count<kTaps>(g);
   const int r = K / 2;
-  const int64_t m = v.pos;
+  const index_t m = v.pos;
   const bool replicate = g.padding == Padding::kReplicate;
-  const int64_t first = m - r < 0 ? 0 : m - r;
-  const int64_t last = m + r > g.axis_len - 1 ? g.axis_len - 1 : m + r;
+  const index_t first = m - r < 0 ? 0 : m - r;
+  const index_t last = m + r > g.axis_len - 1 ? g.axis_len - 1 : m + r;
   acc_t acc = acc_t(0);
-  for (int64_t l = first; l <= last; ++l) {
-    const int64_t step = (l - m) * g.axis_stride;
+  for (index_t l = first; l <= last; ++l) {
+    const index_t step = (l - m) * g.axis_stride;
     const int exact = static_cast<int>(m - l + r);  // the tap of p that reads v unclamped
     const int lo = (replicate && m == 0) ? 0 : exact;
     const int hi = (replicate && m == g.axis_len - 1) ? K - 1 : exact;
@@ -241,9 +256,9 @@ DHIF_HOST_DEVICE acc_t input_gradient_border(const scalar_t* grad_y, const scala
   return acc;
 }
 
-template <typename scalar_t, typename acc_t, int kTaps>
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE acc_t input_gradient_voxel(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
-                                            const FilterGeometry& g, const Voxel& v) {
+                                            const FilterGeometry<index_t>& g, const Voxel<index_t>& v) {
   return is_interior<kTaps>(g, v.pos) ? input_gradient_interior<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, v)
                                       : input_gradient_border<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, v);
 }

@@ -19,7 +19,7 @@ inline Padding parse_padding(const std::string& padding) {
 }
 
 // Checks x (B, C, H, W) against taps (B, K, C, H, W) and returns the filter geometry.
-inline FilterGeometry check_filter_args(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
+inline FilterGeometry<int64_t> check_filter_args(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
                                         const std::string& padding, bool normalize) {
   TORCH_CHECK(x.dim() == 4, "adaptive_filter: x must be 4-D (B, C, H, W), got ", x.dim(), "-D of shape ",
               x.sizes());
@@ -41,7 +41,7 @@ inline FilterGeometry check_filter_args(const at::Tensor& x, const at::Tensor& t
   TORCH_CHECK(dim >= -3 && dim <= 3 && dim != 0 && dim != -4,
               "adaptive_filter: dim must be 1 (bands), 2 (rows) or 3 (columns), or -3..-1, got ", dim);
   const int64_t axis = dim < 0 ? dim + 4 : dim;
-  FilterGeometry g;
+  FilterGeometry<int64_t> g;
   g.voxels_per_item = x.size(1) * x.size(2) * x.size(3);
   g.axis_len = x.size(axis);
   g.axis_stride = axis == 1 ? x.size(2) * x.size(3) : (axis == 2 ? x.size(3) : 1);

@@ -10,45 +10,11 @@ from hypothesis import strategies as st
 import dhif.ops as ops
 from dhif.ops import adaptive_filter, adaptive_filter_reference, available_impls, build_info, spatio_spectral_filter
 
-from helpers import DEVICES, FLOAT_DTYPES, TOLERANCES, require_fused
+from helpers import (DEVICES, FLOAT_DTYPES, assert_matches_reference, make_inputs, reference_outputs, require_fused,
+                     with_layout)
 
 AXES = [1, 2, 3]
 PADDINGS = ["replicate", "zeros"]
-
-
-def make_inputs(shape, taps, dtype, device, seed=0, requires_grad=False):
-    generator = torch.Generator().manual_seed(seed)
-    b, c, h, w = shape
-    x = torch.randn(b, c, h, w, generator=generator, dtype=torch.float64)
-    t = torch.randn(b, taps, c, h, w, generator=generator, dtype=torch.float64)
-    x = x.to(device=device, dtype=dtype).requires_grad_(requires_grad)
-    t = t.to(device=device, dtype=dtype).requires_grad_(requires_grad)
-    return x, t
-
-
-def with_layout(tensor, layout):
-    """The same values in another memory layout: a strided slice or channels_last."""
-    if layout == "slice":
-        wide = torch.zeros(*tensor.shape[:-1], 2 * tensor.shape[-1], dtype=tensor.dtype, device=tensor.device)
-        wide[..., ::2] = tensor
-        return wide[..., ::2]
-    if layout == "channels_last" and tensor.dim() == 4:
-        return tensor.contiguous(memory_format=torch.channels_last)
-    return tensor
-
-
-def reference_outputs(x, taps, grad_y, dim, padding, normalize):
-    """Output and gradients of the reference, computed in float64 from the same values."""
-    x64 = x.detach().double().requires_grad_()
-    t64 = taps.detach().double().requires_grad_()
-    y = adaptive_filter_reference(x64, t64, dim, padding, normalize)
-    gx, gt = torch.autograd.grad(y, (x64, t64), grad_y.double())
-    return y, gx, gt
-
-
-def assert_close(actual, expected, dtype):
-    rtol, atol = TOLERANCES[dtype]
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=rtol, atol=atol)
 
 
 # ----------------------------------------------------------------------------- equality
@@ -77,15 +43,8 @@ def test_fused_matches_reference(device, dtype, batch, channels, height, width, 
     y = adaptive_filter(x, t, dim, padding, normalize, impl="fused")
     grad_y = torch.randn_like(y)
     gx, gt = torch.autograd.grad(y, (x, t), grad_y)
-    y_ref, gx_ref, gt_ref = reference_outputs(x, t, grad_y, dim, padding, normalize)
     assert y.dtype == dtype and y.shape == x.shape
-    assert_close(y, y_ref, dtype)
-    assert_close(gx, gx_ref, dtype)
-    # The tap gradient is g / ||v|| (x_i - u_i y): rounding errors grow like |g| |x| / ||v||,
-    # so it is compared in units of that, voxel by voxel.
-    norm = t.detach().double().norm(dim=1, keepdim=True).clamp_min(1e-12) if normalize else 1.0
-    scale = (grad_y.double().abs().unsqueeze(1) * x.detach().double().abs().max() / norm).clamp_min(1.0)
-    assert_close(gt / scale, gt_ref / scale, dtype)
+    assert_matches_reference(y, gx, gt, x, t, grad_y, dim, padding, normalize)
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])

@@ -25,17 +25,17 @@ constexpr int64_t kGrainVoxels = 1 << 14;
 // `omp simd` tells the compiler so that it vectorises the shared per-voxel functions
 // where the row has one position along the filtered axis (rows and bands).
 template <typename Visit>
-void for_each_voxel(const FilterGeometry& g, int64_t numel, int64_t width, const Visit& visit) {
+void for_each_voxel(const FilterGeometry<int64_t>& g, int64_t numel, int64_t width, const Visit& visit) {
   const int64_t rows = numel / width;
   const bool along_row = g.axis == 3;  // filtering columns: the position is w
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const Voxel first = locate(g, row * width);
+      const Voxel<int64_t> first = locate(g, row * width);
       if (along_row) {
-        for (int64_t w = 0; w < width; ++w) visit(Voxel{first.x_index + w, first.tap_index + w, w});
+        for (int64_t w = 0; w < width; ++w) visit(Voxel<int64_t>{first.x_index + w, first.tap_index + w, w});
       } else {  // one position for the whole row: contiguous loads, vectorised
 #pragma omp simd
-        for (int64_t w = 0; w < width; ++w) visit(Voxel{first.x_index + w, first.tap_index + w, first.pos});
+        for (int64_t w = 0; w < width; ++w) visit(Voxel<int64_t>{first.x_index + w, first.tap_index + w, first.pos});
       }
     }
   });
@@ -44,27 +44,27 @@ void for_each_voxel(const FilterGeometry& g, int64_t numel, int64_t width, const
 // The input-gradient gather by row: interior voxels through the branch-free interior
 // function (vectorised), the few near the ends of the axis through the general one.
 template <typename Interior, typename Border>
-void for_each_voxel_split(const FilterGeometry& g, int64_t numel, int64_t width, const Interior& interior,
+void for_each_voxel_split(const FilterGeometry<int64_t>& g, int64_t numel, int64_t width, const Interior& interior,
                           const Border& border) {
   const int64_t rows = numel / width;
   const int64_t radius = g.taps / 2;
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const Voxel first = locate(g, row * width);
+      const Voxel<int64_t> first = locate(g, row * width);
       if (g.axis != 3) {  // one position for the whole row
         if (is_interior<0>(g, first.pos)) {
 #pragma omp simd
-          for (int64_t w = 0; w < width; ++w) interior(Voxel{first.x_index + w, first.tap_index + w, first.pos});
+          for (int64_t w = 0; w < width; ++w) interior(Voxel<int64_t>{first.x_index + w, first.tap_index + w, first.pos});
         } else {
-          for (int64_t w = 0; w < width; ++w) border(Voxel{first.x_index + w, first.tap_index + w, first.pos});
+          for (int64_t w = 0; w < width; ++w) border(Voxel<int64_t>{first.x_index + w, first.tap_index + w, first.pos});
         }
         continue;
       }
       const int64_t lo = std::min<int64_t>(radius, width), hi = std::max<int64_t>(lo, width - radius);
-      for (int64_t w = 0; w < lo; ++w) border(Voxel{first.x_index + w, first.tap_index + w, w});
+      for (int64_t w = 0; w < lo; ++w) border(Voxel<int64_t>{first.x_index + w, first.tap_index + w, w});
 #pragma omp simd
-      for (int64_t w = lo; w < hi; ++w) interior(Voxel{first.x_index + w, first.tap_index + w, w});
-      for (int64_t w = hi; w < width; ++w) border(Voxel{first.x_index + w, first.tap_index + w, w});
+      for (int64_t w = lo; w < hi; ++w) interior(Voxel<int64_t>{first.x_index + w, first.tap_index + w, w});
+      for (int64_t w = hi; w < width; ++w) border(Voxel<int64_t>{first.x_index + w, first.tap_index + w, w});
     }
   });
 }
@@ -77,16 +77,16 @@ constexpr int64_t kTapBlock = 64;
 // sit a multiple of 4 KiB apart; writing all K of them voxel by voxel puts 2K streams in
 // the same cache sets and halves the speed. Each value is the shared per-voxel maths.
 template <typename scalar_t, typename acc_t, int kTaps>
-void tap_gradients_by_plane(const scalar_t* grad_y, const scalar_t* x, const scalar_t* taps, const FilterGeometry& g,
+void tap_gradients_by_plane(const scalar_t* grad_y, const scalar_t* x, const scalar_t* taps, const FilterGeometry<int64_t>& g,
                             int64_t numel, int64_t width, scalar_t* grad_taps) {
   const int K = tap_count<kTaps>(g);
   const int64_t rows = numel / width;
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
     TapGradientCoefficients<acc_t> coefficients[kTapBlock];
     for (int64_t row = begin; row < end; ++row) {
-      const Voxel first = locate(g, row * width);
+      const Voxel<int64_t> first = locate(g, row * width);
       const auto voxel = [&](int64_t w) {
-        return Voxel{first.x_index + w, first.tap_index + w, g.axis == 3 ? w : first.pos};
+        return Voxel<int64_t>{first.x_index + w, first.tap_index + w, g.axis == 3 ? w : first.pos};
       };
       for (int64_t start = 0; start < width; start += kTapBlock) {
         const int64_t count = std::min(kTapBlock, width - start);
@@ -95,7 +95,7 @@ void tap_gradients_by_plane(const scalar_t* grad_y, const scalar_t* x, const sca
         }
         for (int i = 0; i < K; ++i) {
           for (int64_t j = 0; j < count; ++j) {
-            const Voxel p = voxel(start + j);
+            const Voxel<int64_t> p = voxel(start + j);
             grad_taps[p.tap_index + i * g.voxels_per_item] =
                 static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t>(coefficients[j], x, taps, g, p, i, K / 2));
           }
@@ -108,7 +108,7 @@ void tap_gradients_by_plane(const scalar_t* grad_y, const scalar_t* x, const sca
 std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor& x_in, const at::Tensor& taps_in,
                                                                int64_t dim, const std::string& padding,
                                                                bool normalize) {
-  const FilterGeometry g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor taps = taps_in.contiguous();
   at::Tensor y = at::empty(x.sizes(), x.options());
@@ -124,7 +124,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor&
     acc_t* np = inv_norm.mutable_data_ptr<acc_t>();
     dispatch_taps(g.taps, [&](auto taps_constant) {
       constexpr int kTaps = decltype(taps_constant)::value;
-      for_each_voxel(g, n, x.size(3), [&](const Voxel& p) {
+      for_each_voxel(g, n, x.size(3), [&](const Voxel<int64_t>& p) {
         acc_t inv;
         yp[p.x_index] = static_cast<scalar_t>(filter_voxel<scalar_t, acc_t, kTaps>(xp, tp, g, p, inv));
         np[p.x_index] = inv;
@@ -138,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
                                                                 const at::Tensor& taps_in,
                                                                 const at::Tensor& inv_norm_in, int64_t dim,
                                                                 const std::string& padding, bool normalize) {
-  const FilterGeometry g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
   check_backward_args(grad_y_in, x_in, inv_norm_in);
   const at::Tensor grad_y = grad_y_in.contiguous();
   const at::Tensor x = x_in.contiguous();
@@ -163,10 +163,10 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
       tap_gradients_by_plane<scalar_t, acc_t, kTaps>(gp, xp, tp, g, n, x.size(3), gtp);
       for_each_voxel_split(
           g, n, x.size(3),
-          [&](const Voxel& p) {
+          [&](const Voxel<int64_t>& p) {
             gxp[p.x_index] = static_cast<scalar_t>(input_gradient_interior<scalar_t, acc_t, kTaps>(gp, tp, np, g, p));
           },
-          [&](const Voxel& p) {
+          [&](const Voxel<int64_t>& p) {
             gxp[p.x_index] = static_cast<scalar_t>(input_gradient_border<scalar_t, acc_t, kTaps>(gp, tp, np, g, p));
           });
     });

@@ -1,0 +1,102 @@
+// Host side of the CUDA kernels: argument checks, outputs, dtype, tap-count and index-type
+// dispatch, grid size. `launch(kernel, grid, args...)` starts a kernel: with <<<>>> on the
+// current stream in adaptive_filter_cuda.cu, block by block on the CPU in the tests'
+// emulation, so both run this same code.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include "../adaptive_filter_checks.h"
+#include "adaptive_filter_kernels.cuh"
+
+namespace dhif {
+
+// What the kernels may assume of the index width: the narrowest that fits, or always 64-bit
+// (the tests force it on small tensors so that both paths run).
+enum class IndexWidth { kNarrowest, k64 };
+
+// Calls body(index_t{}) with int32_t when the launch allows it, else int64_t.
+template <typename Body>
+void dispatch_index_type(bool use_int32, const Body& body) {
+  if (use_int32) {
+    body(int32_t{});
+  } else {
+    body(int64_t{});
+  }
+}
+
+// grid_blocks = 0: the launch's own grid_size; otherwise that many blocks (the emulation
+// forces small grids so that the grid-stride loop repeats).
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tensor& x_in, const at::Tensor& taps_in,
+                                                                  int64_t dim, const std::string& padding,
+                                                                  bool normalize, const Launch& launch,
+                                                                  IndexWidth width = IndexWidth::kNarrowest,
+                                                                  unsigned int grid_blocks = 0) {
+  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor taps = taps_in.contiguous();
+  at::Tensor y = at::empty(x.sizes(), x.options());
+  at::Tensor inv_norm = at::empty(x.sizes(), x.options().dtype(accumulate_type(x.scalar_type())));
+  const int64_t n = x.numel();
+  if (n == 0) return {y, inv_norm};
+
+  const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
+  const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_forward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      dispatch_index_type(use_int32, [&](auto index_value) {
+        using index_t = decltype(index_value);
+        launch(adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps, index_t>, grid, x.const_data_ptr<scalar_t>(),
+               taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), inv_norm.mutable_data_ptr<acc_t>(),
+               g.with_index_type<index_t>(), static_cast<index_t>(n));
+      });
+    });
+  });
+  return {y, inv_norm};
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
+    const at::Tensor& grad_y_in, const at::Tensor& x_in, const at::Tensor& taps_in, const at::Tensor& inv_norm_in,
+    int64_t dim, const std::string& padding, bool normalize, const Launch& launch,
+    IndexWidth width = IndexWidth::kNarrowest, unsigned int grid_blocks = 0) {
+  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
+  check_backward_args(grad_y_in, x_in, inv_norm_in);
+  const at::Tensor grad_y = grad_y_in.contiguous();
+  const at::Tensor x = x_in.contiguous();
+  const at::Tensor taps = taps_in.contiguous();
+  const at::Tensor inv_norm = inv_norm_in.to(accumulate_type(x.scalar_type())).contiguous();
+  at::Tensor grad_x = at::empty(x.sizes(), x.options());
+  at::Tensor grad_taps = at::empty(taps.sizes(), taps.options());
+  const int64_t n = x.numel();
+  if (n == 0) return {grad_x, grad_taps};
+
+  const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
+  const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_backward_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    dispatch_taps(g.taps, [&](auto taps_constant) {
+      constexpr int kTaps = decltype(taps_constant)::value;
+      dispatch_index_type(use_int32, [&](auto index_value) {
+        using index_t = decltype(index_value);
+        launch(adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps, index_t>, grid,
+               grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
+               inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+               grad_taps.mutable_data_ptr<scalar_t>(), g.with_index_type<index_t>(), static_cast<index_t>(n));
+      });
+    });
+  });
+  return {grad_x, grad_taps};
+}
+
+}  // namespace dhif
