@@ -1,8 +1,12 @@
-"""The fused spatio-spectral filter against the stack-and-sum reference: time, achieved
-bandwidth and extra peak memory, forward and forward + backward, CPU and CUDA.
+"""The fused spatio-spectral filter against the stack-and-sum reference and against
+torch.compile of the reference (inductor: C++ loops on the CPU, Triton on a GPU), what a
+user would write instead: time, achieved bandwidth and extra peak memory, forward and
+forward + backward, CPU and CUDA.
 
     pytest benchmarks/bench_adaptive_filter.py --benchmark-json results.json
 """
+import functools
+
 import pytest
 import torch
 
@@ -12,7 +16,7 @@ from measure import copy_bandwidth, cpu_peak_extra_in_fresh_process, cuda_peak_e
 
 CASES = {"train_batch": (4, 31, 96, 96), "cave_image": (1, 31, 512, 512)}
 PASSES = ["forward", "forward_backward"]
-IMPLS = ["fused", "reference"]
+IMPLS = ["fused", "reference", "compiled_reference"]
 
 
 def make_inputs(shape, device, requires_grad):
@@ -23,36 +27,52 @@ def make_inputs(shape, device, requires_grad):
     return x, taps
 
 
+def filter_fn(impl, dynamic=False):
+    """spatio_spectral_filter with this impl; "compiled_reference" is torch.compile of the
+    reference (compiled on its first call, which the benchmarks' warm-up round takes)."""
+    if impl == "compiled_reference":
+        return torch.compile(functools.partial(spatio_spectral_filter, impl="reference"), dynamic=dynamic)
+    return functools.partial(spatio_spectral_filter, impl=impl)
+
+
 def step_fn(x, taps, impl, backward):
+    fn = filter_fn(impl)
+
     def step():
         if backward:
-            spatio_spectral_filter(x, *taps, impl=impl).sum().backward()
+            fn(x, *taps).sum().backward()
             for t in (x, *taps):
                 t.grad = None
         else:
             with torch.no_grad():
-                spatio_spectral_filter(x, *taps, impl=impl)
+                fn(x, *taps)
     return step
 
 
 def peak_extra(device, shape, impl, backward, step):
     if device == "cuda":
         return cuda_peak_extra(step)
-    setup = (f"from dhif.ops import spatio_spectral_filter\n"
-             f"x = torch.rand{shape}.requires_grad_({backward})\n"
-             f"taps = [torch.randn({shape[0]}, 7, *{shape[1:]}).requires_grad_({backward}) for _ in range(3)]")
+    # The compiled reference is compiled with dynamic shapes and warmed up on a small batch
+    # first, so that the compiler's own memory is not counted as the op's.
+    make = (f"import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})\n"
+            f"from bench_adaptive_filter import filter_fn\n"
+            f"fn = filter_fn({impl!r}, dynamic=True)\n"
+            f"def inputs(shape):\n"
+            f"    x = torch.rand(shape).requires_grad_({backward})\n"
+            f"    return x, [torch.randn(shape[0], 7, *shape[1:]).requires_grad_({backward}) for _ in range(3)]\n")
     if backward:
-        run = f"spatio_spectral_filter(x, *taps, impl={impl!r}).sum().backward()"
+        run = "out = fn(x, *taps); out.sum().backward()"
     else:
-        run = f"with torch.no_grad(): spatio_spectral_filter(x, *taps, impl={impl!r})"
-    return cpu_peak_extra_in_fresh_process(setup, run)
+        run = "with torch.no_grad(): out = fn(x, *taps)"
+    warm = f"x, taps = inputs((2, {shape[1]}, 24, 24))\n{run}\ndel x, taps, out\n" if impl == "compiled_reference" else ""
+    return cpu_peak_extra_in_fresh_process(make + warm + f"x, taps = inputs({shape})", run)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("pass_", PASSES)
 @pytest.mark.parametrize("case", list(CASES))
 def test_spatio_spectral_filter(benchmark, device, case, pass_, impl):
-    if impl not in available_impls(device):
+    if impl != "compiled_reference" and impl not in available_impls(device):
         pytest.skip(f"{impl} unavailable on {device}")
     shape, backward = CASES[case], pass_ == "forward_backward"
     x, taps = make_inputs(shape, device, backward)

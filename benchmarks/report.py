@@ -26,18 +26,19 @@ def op_table(results) -> str:
             rows[(info["device"], info["case"], info["pass_"])][info["impl"]] = (r["stats"]["median"], info)
     if not rows:
         return ""
-    lines = ["| device | case | pass | fused (ms) | reference (ms) | speed-up | fused GB/s | % of copy | "
-             "extra peak fused (MB) | extra peak reference (MB) | memory ratio |",
+    lines = ["| device | case | pass | fused (ms) | reference (ms) | compiled reference (ms) | fused vs reference | "
+             "fused vs compiled | fused GB/s | % of copy | extra peak fused / reference / compiled (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for (device, case, pass_), impls in sorted(rows.items()):
         if "fused" not in impls or "reference" not in impls:
             continue
         (tf, fi), (tr, ri) = impls["fused"], impls["reference"]
+        tc, ci = impls.get("compiled_reference", (None, None))
         share = f"{100 * fi['gbps'] / copy[device]:.0f}%" if device in copy else "n/a"
-        mf, mr = fi["peak_extra_bytes"] / 2 ** 20, ri["peak_extra_bytes"] / 2 ** 20
+        peaks = " / ".join(_cell(None if i is None else _mb(i["peak_extra_bytes"]), ".0f") for i in (fi, ri, ci))
         lines.append(f"| {device} | {case} {tuple(fi['shape'])} | {pass_} | {tf * 1e3:.2f} | {tr * 1e3:.2f} | "
-                     f"{tr / tf:.1f}x | {fi['gbps']:.1f} | {share} | {mf:.0f} | {mr:.0f} | "
-                     f"{mr / max(mf, 1e-9):.1f}x |")
+                     f"{_cell(None if tc is None else tc * 1e3, '.2f')} | {tr / tf:.1f}x | "
+                     f"{_cell(None if tc is None else tc / tf, '.2f')}x | {fi['gbps']:.1f} | {share} | {peaks} |")
     for device, gbps in copy.items():
         lines.append(f"\nCopy bandwidth on {device} (400 MB tensor copy, read + write): {gbps:.1f} GB/s.")
     return "\n".join(lines)

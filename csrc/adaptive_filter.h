@@ -21,10 +21,13 @@
 // then vectorise the CPU kernels' loops over voxels.
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define DHIF_UNROLL _Pragma("unroll")
+#define DHIF_NO_UNROLL _Pragma("unroll 1")
 #elif defined(__GNUC__)
 #define DHIF_UNROLL _Pragma("GCC unroll 16")
+#define DHIF_NO_UNROLL
 #else
 #define DHIF_UNROLL
+#define DHIF_NO_UNROLL
 #endif
 
 namespace dhif {
@@ -108,28 +111,39 @@ DHIF_HOST_DEVICE int tap_count(const FilterGeometry<index_t>& g) {
   return kTaps > 0 ? kTaps : g.taps;
 }
 
-// sqrt in the accumulation type on both sides (the host's ::sqrt would promote float).
+// Whether a tap vector's norm exceeds eps, from its sum of squares (no sqrt needed).
 template <typename acc_t>
-DHIF_HOST_DEVICE acc_t square_root(acc_t value) {
+DHIF_HOST_DEVICE bool norm_exceeds_eps(acc_t sum_of_squares) {
+  return sum_of_squares > static_cast<acc_t>(kNormEps * kNormEps);
+}
+
+// 1 / max(||v||, eps) from the sum of squares, as F.normalize divides. On the device a
+// float accumulator takes the hardware rsqrt (within 2 ulp; the IEEE sqrt and division
+// cost about 40 instructions per voxel, a quarter of the half-precision forward). Its
+// operand exceeds eps^2 = 1e-24, far above the denormals, so flushing them changes nothing
+// and spares rsqrtf's denormal scaling. A NaN sum gives 1 / eps on both sides; the NaN
+// still reaches the output through the dot.
+template <typename acc_t>
+DHIF_HOST_DEVICE acc_t inverse_norm(acc_t sum_of_squares) {
+  const acc_t inv_eps = acc_t(1) / static_cast<acc_t>(kNormEps);
 #ifdef __CUDA_ARCH__
-  return sqrt(value);
+  if constexpr (sizeof(acc_t) == sizeof(float)) {
+    float root;
+    asm("rsqrt.approx.ftz.f32 %0, %1;" : "=f"(root) : "f"(sum_of_squares));
+    return norm_exceeds_eps(sum_of_squares) ? root : inv_eps;
+  } else {
+    return norm_exceeds_eps(sum_of_squares) ? acc_t(1) / sqrt(sum_of_squares) : inv_eps;
+  }
 #else
-  return std::sqrt(value);
+  return norm_exceeds_eps(sum_of_squares) ? acc_t(1) / std::sqrt(sum_of_squares) : inv_eps;
 #endif
 }
 
-// 1 / max(||v||, eps) from the sum of squares, as F.normalize divides.
-template <typename acc_t>
-DHIF_HOST_DEVICE acc_t inverse_norm(acc_t sum_of_squares) {
-  const acc_t norm = square_root(sum_of_squares);
-  const acc_t eps = static_cast<acc_t>(kNormEps);
-  return acc_t(1) / (norm > eps ? norm : eps);
-}
-
-// Raw filter sum  sum_i v_i * x(s(p, i))  and sum of squares of the taps of voxel p.
-template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
+// Raw filter sum  sum_i v_i * x(s(p, i))  and sum of squares of the taps of voxel p;
+// keep(i, v_i, x_i) sees the operands of each term.
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t, typename Keep>
 DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, const FilterGeometry<index_t>& g,
-                                      const Voxel<index_t>& p, acc_t& dot, acc_t& sum_of_squares) {
+                                      const Voxel<index_t>& p, acc_t& dot, acc_t& sum_of_squares, const Keep& keep) {
   const int K = tap_count<kTaps>(g);
   const scalar_t* t = taps + p.tap_index;
   dot = acc_t(0);
@@ -142,7 +156,14 @@ DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, c
     const acc_t xi = n.valid ? xn : acc_t(0);
     dot += ti * xi;
     sum_of_squares += ti * ti;
+    keep(i, ti, xi);
   }
+}
+
+template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
+DHIF_HOST_DEVICE void raw_filter_sums(const scalar_t* x, const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                      const Voxel<index_t>& p, acc_t& dot, acc_t& sum_of_squares) {
+  raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares, [](int, acc_t, acc_t) {});
 }
 
 // Forward value y(p) = sum_i u_i(p) x(s(p, i)); also returns the inverse norm that the
@@ -167,39 +188,63 @@ struct TapGradientCoefficients {
   acc_t b;
 };
 
+template <typename acc_t>
+DHIF_HOST_DEVICE TapGradientCoefficients<acc_t> coefficients_from_sums(acc_t grad_y, acc_t dot, acc_t sum_of_squares,
+                                                                       bool normalize) {
+  const acc_t inv = normalize ? inverse_norm(sum_of_squares) : acc_t(1);
+  const bool project = normalize & norm_exceeds_eps(sum_of_squares);
+  const acc_t a = grad_y * inv;
+  return {a, project ? a * dot * inv * inv : acc_t(0)};
+}
+
 template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE TapGradientCoefficients<acc_t> tap_gradient_coefficients(const scalar_t* grad_y, const scalar_t* x,
-                                                                          const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                                                          const scalar_t* taps,
+                                                                          const FilterGeometry<index_t>& g,
                                                                           const Voxel<index_t>& p) {
   acc_t dot, sum_of_squares;
   raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares);
-  const acc_t inv = g.normalize ? inverse_norm(sum_of_squares) : acc_t(1);
-  const bool project = g.normalize & (square_root(sum_of_squares) > static_cast<acc_t>(kNormEps));
-  const acc_t a = static_cast<acc_t>(grad_y[p.x_index]) * inv;
-  return {a, project ? a * dot * inv * inv : acc_t(0)};
+  return coefficients_from_sums(static_cast<acc_t>(grad_y[p.x_index]), dot, sum_of_squares, g.normalize);
 }
 
 // dv_i of voxel p from its coefficients.
 template <typename scalar_t, typename acc_t, typename index_t>
 DHIF_HOST_DEVICE acc_t tap_gradient_value(const TapGradientCoefficients<acc_t>& c, const scalar_t* x,
-                                          const scalar_t* taps, const FilterGeometry<index_t>& g, const Voxel<index_t>& p, int tap,
-                                          int radius) {
+                                          const scalar_t* taps, const FilterGeometry<index_t>& g,
+                                          const Voxel<index_t>& p, int tap, int radius) {
   const Neighbour<index_t> n = neighbour(p, tap, radius, g);
   const acc_t xn = static_cast<acc_t>(x[n.x_index]);
   const acc_t xi = n.valid ? xn : acc_t(0);
   return c.a * xi - c.b * static_cast<acc_t>(taps[p.tap_index + tap * g.voxels_per_item]);
 }
 
-// All K tap gradients of voxel p, written to grad_taps (same layout as taps).
+// All K tap gradients of voxel p, written to grad_taps (same layout as taps). With K known
+// at compile time the taps and inputs stay in registers between the sums and the
+// gradients; otherwise they are loaded again.
 template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE void tap_gradient_voxel(const scalar_t* grad_y, const scalar_t* x, const scalar_t* taps,
-                                         const FilterGeometry<index_t>& g, const Voxel<index_t>& p, scalar_t* grad_taps) {
-  const TapGradientCoefficients<acc_t> c = tap_gradient_coefficients<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p);
+                                         const FilterGeometry<index_t>& g, const Voxel<index_t>& p,
+                                         scalar_t* grad_taps) {
   const int K = tap_count<kTaps>(g);
-  DHIF_UNROLL
-  for (int i = 0; i < K; ++i) {
-    grad_taps[p.tap_index + i * g.voxels_per_item] =
-        static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t, index_t>(c, x, taps, g, p, i, K / 2));
+  if constexpr (kTaps > 0) {
+    acc_t kept_taps[kTaps], kept_inputs[kTaps];
+    acc_t dot, sum_of_squares;
+    raw_filter_sums<scalar_t, acc_t, kTaps>(x, taps, g, p, dot, sum_of_squares, [&](int i, acc_t tap, acc_t input) {
+      kept_taps[i] = tap;
+      kept_inputs[i] = input;
+    });
+    const TapGradientCoefficients<acc_t> c =
+        coefficients_from_sums(static_cast<acc_t>(grad_y[p.x_index]), dot, sum_of_squares, g.normalize);
+    DHIF_UNROLL
+    for (int i = 0; i < K; ++i) {
+      grad_taps[p.tap_index + i * g.voxels_per_item] = static_cast<scalar_t>(c.a * kept_inputs[i] - c.b * kept_taps[i]);
+    }
+  } else {
+    const TapGradientCoefficients<acc_t> c = tap_gradient_coefficients<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p);
+    for (int i = 0; i < K; ++i) {
+      grad_taps[p.tap_index + i * g.voxels_per_item] =
+          static_cast<scalar_t>(tap_gradient_value<scalar_t, acc_t, index_t>(c, x, taps, g, p, i, K / 2));
+    }
   }
 }
 

@@ -130,3 +130,18 @@ def test_index_width_choice(emulated):
     assert module.grid_size(1 << 40) == 1 << 20
     assert module.uses_int32(limit - stride, n)
     assert not module.uses_int32(limit - stride + 1, n)
+
+
+def test_int32_divider_is_exact(emulated):
+    """The int32 kernels locate voxels by multiply-and-shift division: exact over the whole
+    range the launch allows (0 <= n < 2^31), checked at the edges and at random."""
+    generator = torch.Generator().manual_seed(0)
+    limit = 2**31 - 1
+    divisors = [1, 2, 3, 7, 31, 96, 256, 9216, 285696, 2**30 - 1, 2**30, 2**30 + 1, limit]
+    divisors += torch.randint(1, limit, (40,), generator=generator).tolist()
+    for d in divisors:
+        numerators = [0, 1, d - 1, d, d + 1, limit - 1, limit] + torch.randint(0, limit, (40,),
+                                                                              generator=generator).tolist()
+        for n in numerators:
+            if 0 <= n <= limit:
+                assert emulated.divide_int32(n, d) == n // d, (n, d)

@@ -56,9 +56,10 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tens
       constexpr int kTaps = decltype(taps_constant)::value;
       dispatch_index_type(use_int32, [&](auto index_value) {
         using index_t = decltype(index_value);
+        const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
         launch(adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps, index_t>, grid, x.const_data_ptr<scalar_t>(),
                taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), inv_norm.mutable_data_ptr<acc_t>(),
-               g.with_index_type<index_t>(), static_cast<index_t>(n));
+               geometry, VoxelLocator<index_t>(geometry), static_cast<index_t>(n));
       });
     });
   });
@@ -89,10 +90,12 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
       constexpr int kTaps = decltype(taps_constant)::value;
       dispatch_index_type(use_int32, [&](auto index_value) {
         using index_t = decltype(index_value);
+        const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
         launch(adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps, index_t>, grid,
                grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
                inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-               grad_taps.mutable_data_ptr<scalar_t>(), g.with_index_type<index_t>(), static_cast<index_t>(n));
+               grad_taps.mutable_data_ptr<scalar_t>(), geometry, VoxelLocator<index_t>(geometry),
+               static_cast<index_t>(n));
       });
     });
   });

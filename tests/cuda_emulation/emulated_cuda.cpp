@@ -38,6 +38,11 @@ bool uses_int32(int64_t taps_numel, int64_t x_numel) {
   return dhif::indices_fit_in_int32(taps_numel, dhif::grid_size(x_numel));
 }
 
+// n / d through the int32 kernels' multiply-and-shift divider.
+int64_t divide_int32(int64_t n, int64_t d) {
+  return dhif::Divider<int32_t>(static_cast<int32_t>(d)).divide(static_cast<int32_t>(n));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
@@ -45,4 +50,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("backward", &backward, "Emulated CUDA backward: (grad_x, grad_taps)");
   module.def("uses_int32", &uses_int32, "Whether a launch would use 32-bit indices");
   module.def("grid_size", &dhif::grid_size, "Blocks the CUDA launchers start for n voxels");
+  module.def("divide_int32", &divide_int32, "n / d by the int32 kernels' divider");
 }
