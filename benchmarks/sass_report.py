@@ -72,7 +72,7 @@ def instantiations():
                          f"(const {ctype}*, const {ctype}*, {ctype}*, float*, {geometry}, dhif::VoxelLocator<{index}>, {index});")
             lines.append(f"template __global__ void dhif::adaptive_filter_backward_kernel<{ctype}, float, {TAPS}, "
                          f"{index}>(const {ctype}*, const {ctype}*, const {ctype}*, const float*, {ctype}*, {ctype}*, "
-                         f"{geometry}, dhif::VoxelLocator<{index}>, {index});")
+                         f"{geometry}, dhif::VoxelLocator<{index}>, {index}, bool, bool);")
     return "\n".join(lines)
 
 

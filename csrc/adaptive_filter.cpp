@@ -10,9 +10,11 @@ TORCH_LIBRARY(dhif, m) {
   // y = filter of x with taps along dim; inv_norm = 1 / max(||taps||, eps) per voxel
   // (ones when normalize is false), kept for the backward pass.
   m.def("adaptive_filter_forward(Tensor x, Tensor taps, int dim, str padding, bool normalize) -> (Tensor, Tensor)");
+  // (grad_x, grad_taps); an unwanted one (need_grad_* false) is returned empty and not
+  // computed.
   m.def(
       "adaptive_filter_backward(Tensor grad_y, Tensor x, Tensor taps, Tensor inv_norm, int dim, str padding, "
-      "bool normalize) -> (Tensor, Tensor)");
+      "bool normalize, bool need_grad_x, bool need_grad_taps) -> (Tensor, Tensor)");
 }
 
 namespace {

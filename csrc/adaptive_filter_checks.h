@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -17,6 +18,9 @@ inline Padding parse_padding(const std::string& padding) {
   if (padding == "zeros") return Padding::kZeros;
   TORCH_CHECK(false, "adaptive_filter: unknown padding '", padding, "'; expected 'replicate' or 'zeros'");
 }
+
+// The kernels count taps in an int.
+constexpr int64_t kMaxTaps = std::numeric_limits<int>::max();
 
 // Checks x (B, C, H, W) against taps (B, K, C, H, W) and returns the filter geometry.
 inline FilterGeometry<int64_t> check_filter_args(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
@@ -34,6 +38,8 @@ inline FilterGeometry<int64_t> check_filter_args(const at::Tensor& x, const at::
               x.device(), " and ", taps.device());
   const int64_t K = taps.size(1);
   TORCH_CHECK(K % 2 == 1, "adaptive_filter: the number of taps K = taps.shape[1] must be odd, got ", K);
+  TORCH_CHECK(K <= kMaxTaps, "adaptive_filter: the number of taps K = taps.shape[1] must be at most ", kMaxTaps,
+              ", got ", K);
   TORCH_CHECK(taps.size(0) == x.size(0) && taps.size(2) == x.size(1) && taps.size(3) == x.size(2) &&
                   taps.size(4) == x.size(3),
               "adaptive_filter: taps of shape ", taps.sizes(), " do not match x of shape ", x.sizes(),

@@ -8,11 +8,30 @@ from pathlib import Path
 import torch
 
 
+def _number(kind, minimum, description):
+    """An argparse type: a number of `kind` no smaller than `minimum`, refused in one line."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}") from None
+        if not value >= minimum:  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 1, "a positive integer")
+non_negative_int = _number(int, 0, "an integer >= 0")
+positive_float = _number(float, 1e-9, "a positive number")
+
+
 def _add_model_args(parser, defaults):
-    parser.add_argument("--scale", type=int, default=defaults.scale, help="spatial ratio HR / LR (2..32)")
-    parser.add_argument("--stages", type=int, default=defaults.stages)
-    parser.add_argument("--width", type=int, default=defaults.width, help="U-Net base width (64 in the paper)")
-    parser.add_argument("--head-width", type=int, default=None, help="hidden width of the filter heads "
+    parser.add_argument("--scale", type=positive_int, default=defaults.scale, help="spatial ratio HR / LR (2..32)")
+    parser.add_argument("--stages", type=positive_int, default=defaults.stages)
+    parser.add_argument("--width", type=positive_int, default=defaults.width,
+                        help="U-Net base width (64 in the paper)")
+    parser.add_argument("--head-width", type=positive_int, default=None, help="hidden width of the filter heads "
                         "(default taps x bands, as in the paper)")
     parser.add_argument("--filter-impl", default="auto", choices=["auto", "fused", "reference"])
 
@@ -34,8 +53,9 @@ def cmd_info(args):
 
 def cmd_train(args):
     from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, load_cave
-    from .train import TrainConfig, scene_validator, train
+    from .train import TrainConfig, pick_device, scene_validator, train
 
+    pick_device(args.device)  # refuse an unusable device before reading any data
     config = TrainConfig(out=args.out, scale=args.scale, stages=args.stages, width=args.width,
                          head_width=args.head_width, filter_impl=args.filter_impl, epochs=args.epochs,
                          samples_per_epoch=args.samples, batch_size=args.batch_size, patch=args.patch, lr=args.lr,
@@ -114,21 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
     p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
     _add_model_args(p, defaults)
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--samples", type=int, default=defaults.samples_per_epoch, help="training samples per epoch")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--patch", type=int, default=defaults.patch)
-    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    p.add_argument("--samples", type=positive_int, default=defaults.samples_per_epoch, help="training samples per epoch")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
+    p.add_argument("--patch", type=positive_int, default=defaults.patch)
+    p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=non_negative_int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
                    "GPUs and on CPUs with AVX512-BF16 or AMX")
-    p.add_argument("--val-every", type=int, default=defaults.val_every, help="epochs between validations (0: none)")
-    p.add_argument("--val-tile", type=int, default=256, help="tile size for validation images")
+    p.add_argument("--val-every", type=non_negative_int, default=defaults.val_every, help="epochs between validations (0: none)")
+    p.add_argument("--val-tile", type=positive_int, default=256, help="tile size for validation images")
     p.add_argument("--tensorboard", action="store_true")
-    p.add_argument("--time-limit", type=float, default=None, help="minutes; stop after the epoch that crosses it")
-    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--time-limit", type=positive_float, default=None, help="minutes; stop after the epoch that crosses it")
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=0)
     p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes")
     p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes")
     p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
@@ -139,8 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="from `dhif train` or `dhif convert`")
     p.add_argument("--out", default="results")
     p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes")
-    p.add_argument("--tile", type=int, default=None, help="HR tile size (multiple of the scale) to bound memory")
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--tile", type=positive_int, default=None, help="HR tile size (multiple of the scale) to bound memory")
+    p.add_argument("--overlap", type=non_negative_int, default=32)
     p.add_argument("--save-cubes", choices=["npy", "mat"], default=None)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--device", default="auto")
@@ -155,13 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--msi-key", default=None)
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
                    "pair itself at reduced resolution (Wald's protocol)")
-    p.add_argument("--scale", type=int, default=None, help="default: the size ratio of the inputs")
-    p.add_argument("--minutes", type=float, default=5.0, help="training time without --checkpoint")
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--stages", type=int, default=2)
-    p.add_argument("--head-width", type=int, default=64)
-    p.add_argument("--tile", type=int, default=None)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
+    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time without --checkpoint")
+    p.add_argument("--width", type=positive_int, default=16)
+    p.add_argument("--stages", type=positive_int, default=2)
+    p.add_argument("--head-width", type=positive_int, default=64)
+    p.add_argument("--tile", type=positive_int, default=None)
+    p.add_argument("--overlap", type=non_negative_int, default=32)
     p.add_argument("--out", default="fused")
     p.add_argument("--format", choices=["npy", "mat"], default="npy")
     p.add_argument("--device", default="auto")
@@ -175,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate")
     p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
-    p.add_argument("--minutes", type=float, default=4.0, help="training time")
+    p.add_argument("--minutes", type=positive_float, default=4.0, help="training time")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

@@ -44,6 +44,7 @@ def demo_config(out: Path, minutes: float, device: str, seed: int) -> TrainConfi
 
 
 def run_demo(args):
+    device = pick_device(args.device)  # refuse an unusable device before any work
     out = Path(args.out)
     run_dir = out / "run"
     if run_dir.exists():  # a demo always starts from scratch
@@ -56,7 +57,6 @@ def run_demo(args):
     dataset = PatchDataset(train_cubes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
                            config.seed)
     result = train(config, dataset, srf=srf)
-    device = pick_device(args.device)
     model = model_from_checkpoint(result["checkpoint"], device)
     rows = evaluate(model, SceneDataset(test_cubes, config.scale, srf, config.sigma), device, out, progress=False)
     print(format_table(rows))

@@ -1,5 +1,10 @@
 """Fixtures and the hypothesis profile of the tests; the shared constants are in helpers.py."""
 import os
+import tempfile
+
+# torch.compile's on-disk caches do not key on a custom op's schema: code compiled against
+# an earlier build of dhif._C would be replayed. Each test session compiles afresh.
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="dhif-inductor-")
 
 import pytest
 from hypothesis import settings

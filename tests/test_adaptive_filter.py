@@ -119,6 +119,56 @@ def test_gradients_with_all_zero_tap_vectors(fused_device, padding, dim):
                                     (x, t))
 
 
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("dim", AXES)
+def test_second_derivatives(fused_device, dim, padding):
+    """create_graph=True gives differentiable gradients: the issue's example against the
+    reference, then gradgradcheck in float64."""
+    x, t = make_inputs((1, 3, 4, 5), 5, torch.float64, fused_device, requires_grad=True)
+    values = {}
+    for impl in ("fused", "reference"):
+        y = adaptive_filter(x, t, dim, padding, impl=impl)
+        gx, = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        values[impl] = torch.autograd.grad(gx.sum(), (x, t))
+    assert values["reference"][1].abs().max() > 0
+    for fused, reference in zip(values["fused"], values["reference"]):
+        torch.testing.assert_close(fused, reference)
+    assert torch.autograd.gradgradcheck(lambda x, t: adaptive_filter(x, t, dim, padding, impl="fused"), (x, t))
+
+
+@pytest.mark.parametrize("wanted", ["x", "taps"])
+def test_backward_computes_only_the_gradients_asked_for(fused_device, monkeypatch, wanted):
+    x, t = make_inputs((2, 3, 4, 5), 7, torch.float64, fused_device)
+    x.requires_grad_(wanted == "x")
+    t.requires_grad_(wanted == "taps")
+    masks = []
+    backward = torch.ops.dhif.adaptive_filter_backward
+
+    class Spy:
+        def __call__(self, *args):
+            masks.append(list(args[-2:]))
+            return backward(*args)
+
+    monkeypatch.setattr(torch.ops.dhif, "adaptive_filter_backward", Spy())
+    y = adaptive_filter(x, t, 2, impl="fused")
+    grad_y = torch.randn_like(y)
+    grad, = torch.autograd.grad(y, x if wanted == "x" else t, grad_y)
+    assert masks == [[wanted == "x", wanted == "taps"]]
+    _, gx_ref, gt_ref = reference_outputs(x, t, grad_y, 2, "replicate", True)
+    torch.testing.assert_close(grad, gx_ref if wanted == "x" else gt_ref)
+
+
+def test_tap_count_beyond_int_is_refused(fused_device):
+    """K is counted in an int by the kernels: a larger K is refused before any work (the
+    taps are an expanded view, so nothing of that size is allocated)."""
+    x = torch.zeros(1, 1, 1, 1, device=fused_device)
+    t = torch.zeros(1, 1, 1, 1, 1, device=fused_device).expand(1, 2**31 + 1, 1, 1, 1)
+    with pytest.raises(ValueError, match="at most"):
+        adaptive_filter(x, t, 3, impl="fused")
+    with pytest.raises(RuntimeError, match="at most"):
+        torch.ops.dhif.adaptive_filter_forward(x, t, 3, "replicate", True)
+
+
 @pytest.mark.parametrize("dim", AXES)
 def test_backward_is_deterministic(fused_device, dim):
     x, t = make_inputs((2, 6, 16, 24), 7, torch.float32, fused_device, requires_grad=True)
@@ -139,8 +189,10 @@ def test_opcheck(fused_device, dim, padding, dtype):
     x, t = make_inputs((2, 3, 4, 5), 5, dtype, fused_device, requires_grad=True)
     torch.library.opcheck(torch.ops.dhif.adaptive_filter_forward.default, (x, t, dim, padding, True))
     _, inv_norm = torch.ops.dhif.adaptive_filter_forward(x, t, dim, padding, True)
-    torch.library.opcheck(torch.ops.dhif.adaptive_filter_backward.default,
-                          (torch.randn_like(x), x.detach(), t.detach(), inv_norm.detach(), dim, padding, True))
+    for need_grads in ((True, True), (True, False), (False, True)):
+        torch.library.opcheck(torch.ops.dhif.adaptive_filter_backward.default,
+                              (torch.randn_like(x), x.detach(), t.detach(), inv_norm.detach(), dim, padding, True,
+                               *need_grads))
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])

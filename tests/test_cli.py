@@ -77,3 +77,35 @@ def test_fuse_the_real_houston_pair(tmp_path):
 
     assert np.load(tmp_path / "fused.npy").shape == (48, 512, 512)
     assert (tmp_path / "fused_composite.png").exists()
+
+
+BAD_ARGUMENTS = [
+    ["train", "--cave", "x", "--patch", "0"],
+    ["train", "--cave", "x", "--patch", "-8"],
+    ["train", "--cave", "x", "--width", "0"],
+    ["train", "--cave", "x", "--samples", "0"],
+    ["train", "--cave", "x", "--epochs", "-1"],
+    ["train", "--cave", "x", "--checkpoint-every", "-1"],
+    ["train", "--cave", "x", "--lr", "nan"],
+    ["test", "--cave", "x", "--checkpoint", "c.pt", "--overlap", "-8"],
+    ["fuse", "--lr-hsi", "a.npy", "--hr-msi", "b.npy", "--minutes", "0"],
+    ["demo", "--minutes", "-1"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD_ARGUMENTS, ids=" ".join)
+def test_nonsense_arguments_are_refused_in_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"dhif {argv[0]}: error: argument ") and "expected" in last
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("command", [["train", "--cave", "nowhere"], ["demo"]])
+def test_unavailable_device_is_one_error_line(command, capsys, tmp_path):
+    assert main(command + ["--device", "cuda", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dhif {command[0]}: error: --device cuda: CUDA is not available")
+    assert not (tmp_path / "out").exists()

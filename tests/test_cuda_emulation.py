@@ -45,7 +45,8 @@ def emulated():
 
 def run_emulated(emulated, x, t, grad_y, dim, padding, normalize, force_int64=False, grid_blocks=0):
     y, inv_norm = emulated.forward(x, t, dim, padding, normalize, force_int64, grid_blocks)
-    grad_x, grad_taps = emulated.backward(grad_y, x, t, inv_norm, dim, padding, normalize, force_int64, grid_blocks)
+    grad_x, grad_taps = emulated.backward(grad_y, x, t, inv_norm, dim, padding, normalize, force_int64, grid_blocks,
+                                          True, True)
     return y, inv_norm, grad_x, grad_taps
 
 
@@ -87,7 +88,8 @@ def test_emulated_kernels_equal_cpu_kernels_at_dhif_size(emulated, force_int64, 
     grad_y = torch.randn_like(x)
     y, inv_norm, grad_x, grad_taps = run_emulated(emulated, x, t, grad_y, dim, padding, True, force_int64)
     y_cpu, inv_cpu = torch.ops.dhif.adaptive_filter_forward(x, t, dim, padding, True)
-    gx_cpu, gt_cpu = torch.ops.dhif.adaptive_filter_backward(grad_y, x, t, inv_cpu, dim, padding, True)
+    gx_cpu, gt_cpu = torch.ops.dhif.adaptive_filter_backward(grad_y, x, t, inv_cpu, dim, padding, True,
+                                                             True, True)
     for emulated_value, cpu_value in ((y, y_cpu), (inv_norm, inv_cpu), (grad_x, gx_cpu), (grad_taps, gt_cpu)):
         torch.testing.assert_close(emulated_value, cpu_value, rtol=1e-13, atol=1e-13)
 
@@ -145,3 +147,18 @@ def test_int32_divider_is_exact(emulated):
         for n in numerators:
             if 0 <= n <= limit:
                 assert emulated.divide_int32(n, d) == n // d, (n, d)
+
+
+@pytest.mark.parametrize("need_grad_x,need_grad_taps", [(True, False), (False, True), (False, False)])
+def test_emulated_backward_computes_only_what_is_asked(emulated, need_grad_x, need_grad_taps):
+    x, t = make_inputs((2, 3, 5, 6), 7, torch.float64, "cpu")
+    grad_y = torch.randn_like(x)
+    _, inv_norm, grad_x, grad_taps = run_emulated(emulated, x, t, grad_y, 2, "replicate", True)
+    only_x, only_taps = emulated.backward(grad_y, x, t, inv_norm, 2, "replicate", True, False, 0, need_grad_x,
+                                          need_grad_taps)
+    assert only_x.numel() == (x.numel() if need_grad_x else 0)
+    assert only_taps.numel() == (t.numel() if need_grad_taps else 0)
+    if need_grad_x:
+        assert torch.equal(only_x, grad_x)
+    if need_grad_taps:
+        assert torch.equal(only_taps, grad_taps)

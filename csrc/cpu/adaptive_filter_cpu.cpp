@@ -137,15 +137,16 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor&
 std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor& grad_y_in, const at::Tensor& x_in,
                                                                 const at::Tensor& taps_in,
                                                                 const at::Tensor& inv_norm_in, int64_t dim,
-                                                                const std::string& padding, bool normalize) {
+                                                                const std::string& padding, bool normalize,
+                                                                bool need_grad_x, bool need_grad_taps) {
   const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
   check_backward_args(grad_y_in, x_in, inv_norm_in);
   const at::Tensor grad_y = grad_y_in.contiguous();
   const at::Tensor x = x_in.contiguous();
   const at::Tensor taps = taps_in.contiguous();
   const at::Tensor inv_norm = inv_norm_in.to(accumulate_type(x.scalar_type())).contiguous();
-  at::Tensor grad_x = at::empty(x.sizes(), x.options());
-  at::Tensor grad_taps = at::empty(taps.sizes(), taps.options());
+  at::Tensor grad_x = at::empty(need_grad_x ? x.sizes() : at::IntArrayRef{0}, x.options());
+  at::Tensor grad_taps = at::empty(need_grad_taps ? taps.sizes() : at::IntArrayRef{0}, taps.options());
   const int64_t n = x.numel();
   if (n == 0) return {grad_x, grad_taps};
 
@@ -160,8 +161,8 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
     dispatch_taps(g.taps, [&](auto taps_constant) {
       constexpr int kTaps = decltype(taps_constant)::value;
       // Tap gradients, then the input-gradient gather: two sweeps with few streams each.
-      tap_gradients_by_plane<scalar_t, acc_t, kTaps>(gp, xp, tp, g, n, x.size(3), gtp);
-      for_each_voxel_split(
+      if (need_grad_taps) tap_gradients_by_plane<scalar_t, acc_t, kTaps>(gp, xp, tp, g, n, x.size(3), gtp);
+      if (need_grad_x) for_each_voxel_split(
           g, n, x.size(3),
           [&](const Voxel<int64_t>& p) {
             gxp[p.x_index] = static_cast<scalar_t>(input_gradient_interior<scalar_t, acc_t, kTaps>(gp, tp, np, g, p));

@@ -35,10 +35,10 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cuda(const at::Tensor
 std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cuda(const at::Tensor& grad_y, const at::Tensor& x,
                                                                  const at::Tensor& taps, const at::Tensor& inv_norm,
                                                                  int64_t dim, const std::string& padding,
-                                                                 bool normalize) {
+                                                                 bool normalize, bool need_grad_x, bool need_grad_taps) {
   TORCH_CHECK(x.is_cuda(), "adaptive_filter_backward_cuda: x must be a CUDA tensor");
   const c10::cuda::CUDAGuard guard(x.device());
-  return launch_adaptive_filter_backward(grad_y, x, taps, inv_norm, dim, padding, normalize,
+  return launch_adaptive_filter_backward(grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x, need_grad_taps,
                                          CudaLaunch{c10::cuda::getCurrentCUDAStream()});
 }
 

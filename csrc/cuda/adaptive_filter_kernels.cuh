@@ -87,8 +87,10 @@ __device__ __forceinline__ index_t grid_stride() {
 // The grid-stride loops are not unrolled, so that one trip of the loop is one voxel.
 #ifdef DHIF_SASS_COMMON_PATH
 #define DHIF_ASSUME_COMMON_PATH(g) ((g).normalize = true, (g).padding = Padding::kReplicate)
+#define DHIF_ASSUME_BOTH_GRADIENTS(need_x, need_taps) (need_x = true, need_taps = true)
 #else
 #define DHIF_ASSUME_COMMON_PATH(g) ((void)0)
+#define DHIF_ASSUME_BOTH_GRADIENTS(need_x, need_taps) ((void)0)
 #endif
 
 // Each thread computes y and inv_norm of voxel v, for v = its first voxel + k * grid stride.
@@ -107,23 +109,28 @@ __global__ void adaptive_filter_forward_kernel(const scalar_t* __restrict__ x, c
   }
 }
 
-// Each thread computes the K tap gradients of voxel v and the input gradient at v.
+// Each thread computes the K tap gradients of voxel v and the input gradient at v, each
+// only when wanted (a uniform branch).
 template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 __global__ void adaptive_filter_backward_kernel(const scalar_t* __restrict__ grad_y, const scalar_t* __restrict__ x,
                                                 const scalar_t* __restrict__ taps,
                                                 const acc_t* __restrict__ inv_norm, scalar_t* __restrict__ grad_x,
                                                 scalar_t* __restrict__ grad_taps, FilterGeometry<index_t> g,
-                                                VoxelLocator<index_t> locator, index_t n) {
+                                                VoxelLocator<index_t> locator, index_t n, bool need_grad_x,
+                                                bool need_grad_taps) {
   DHIF_ASSUME_COMMON_PATH(g);
+  DHIF_ASSUME_BOTH_GRADIENTS(need_grad_x, need_grad_taps);
   DHIF_NO_UNROLL
   for (index_t v = first_voxel<index_t>(); v < n; v += grid_stride<index_t>()) {
     const Voxel<index_t> p = locator.locate(g, v);
-    tap_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p, grad_taps);
+    if (need_grad_taps) tap_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, x, taps, g, p, grad_taps);
+    if (need_grad_x) {
 #ifdef DHIF_SASS_COMMON_PATH
-    grad_x[v] = static_cast<scalar_t>(input_gradient_interior<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, p));
+      grad_x[v] = static_cast<scalar_t>(input_gradient_interior<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, p));
 #else
-    grad_x[v] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, p));
+      grad_x[v] = static_cast<scalar_t>(input_gradient_voxel<scalar_t, acc_t, kTaps>(grad_y, taps, inv_norm, g, p));
 #endif
+    }
   }
 }
 

@@ -69,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tens
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
     const at::Tensor& grad_y_in, const at::Tensor& x_in, const at::Tensor& taps_in, const at::Tensor& inv_norm_in,
-    int64_t dim, const std::string& padding, bool normalize, const Launch& launch,
+    int64_t dim, const std::string& padding, bool normalize, bool need_grad_x, bool need_grad_taps, const Launch& launch,
     IndexWidth width = IndexWidth::kNarrowest, unsigned int grid_blocks = 0) {
   const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
   check_backward_args(grad_y_in, x_in, inv_norm_in);
@@ -77,10 +77,10 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
   const at::Tensor x = x_in.contiguous();
   const at::Tensor taps = taps_in.contiguous();
   const at::Tensor inv_norm = inv_norm_in.to(accumulate_type(x.scalar_type())).contiguous();
-  at::Tensor grad_x = at::empty(x.sizes(), x.options());
-  at::Tensor grad_taps = at::empty(taps.sizes(), taps.options());
+  at::Tensor grad_x = at::empty(need_grad_x ? x.sizes() : at::IntArrayRef{0}, x.options());
+  at::Tensor grad_taps = at::empty(need_grad_taps ? taps.sizes() : at::IntArrayRef{0}, taps.options());
   const int64_t n = x.numel();
-  if (n == 0) return {grad_x, grad_taps};
+  if (n == 0 || !(need_grad_x || need_grad_taps)) return {grad_x, grad_taps};
 
   const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
   const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
@@ -95,7 +95,7 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
                grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
                inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
                grad_taps.mutable_data_ptr<scalar_t>(), geometry, VoxelLocator<index_t>(geometry),
-               static_cast<index_t>(n));
+               static_cast<index_t>(n), need_grad_x, need_grad_taps);
       });
     });
   });

@@ -22,6 +22,7 @@ __all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "reso
 
 IMPLS = ("auto", "fused", "reference")
 PADDINGS = ("replicate", "zeros")
+MAX_TAPS = 2**31 - 1  # the kernels count taps in an int
 _FUSED_DEVICE_TYPES = _ext.fused_device_types()
 _warned_fallback = set()
 
@@ -47,6 +48,9 @@ def _check_args(x, taps, dim, padding):
         raise ValueError(f"adaptive_filter: x and taps must be on the same device, got {x.device} and {taps.device}")
     if taps.shape[1] % 2 != 1:
         raise ValueError(f"adaptive_filter: the number of taps K = taps.shape[1] must be odd, got {taps.shape[1]}")
+    if taps.shape[1] > MAX_TAPS:
+        raise ValueError(f"adaptive_filter: the number of taps K = taps.shape[1] must be at most {MAX_TAPS}, "
+                         f"got {taps.shape[1]}")
     if taps.shape[0] != x.shape[0] or tuple(taps.shape[2:]) != tuple(x.shape[1:]):
         raise ValueError(f"adaptive_filter: taps of shape {tuple(taps.shape)} do not match x of shape "
                          f"{tuple(x.shape)}; expected (B, K, C, H, W) = ({x.shape[0]}, K, {', '.join(map(str, x.shape[1:]))})")

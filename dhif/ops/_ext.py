@@ -49,9 +49,9 @@ if _C is not None:
         return y, inv_norm
 
     @torch.library.register_fake(BACKWARD)
-    def _backward_fake(grad_y, x, taps, inv_norm, dim, padding, normalize):
-        return (torch.empty(x.shape, dtype=x.dtype, device=x.device),
-                torch.empty(taps.shape, dtype=taps.dtype, device=taps.device))
+    def _backward_fake(grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x, need_grad_taps):
+        return (torch.empty(x.shape if need_grad_x else (0,), dtype=x.dtype, device=x.device),
+                torch.empty(taps.shape if need_grad_taps else (0,), dtype=taps.dtype, device=taps.device))
 
     def _setup_context(ctx, inputs, output):
         x, taps, dim, padding, normalize = inputs
@@ -61,7 +61,23 @@ if _C is not None:
 
     def _backward(ctx, grad_y, grad_inv_norm):
         x, taps, inv_norm = ctx.saved_tensors
-        grad_x, grad_taps = torch.ops.dhif.adaptive_filter_backward(grad_y, x, taps, inv_norm, *ctx.filter_args)
-        return grad_x, grad_taps, None, None, None
+        need_grad_x, need_grad_taps = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_y, x, taps)):
+            # create_graph=True: the gradients must be differentiable themselves, and the
+            # kernels' are not, so they are taken through the reference instead.
+            return (*_differentiable_backward(grad_y, x, taps, need_grad_x, need_grad_taps, *ctx.filter_args),
+                    None, None, None)
+        grad_x, grad_taps = torch.ops.dhif.adaptive_filter_backward(grad_y, x, taps, inv_norm, *ctx.filter_args,
+                                                                    need_grad_x, need_grad_taps)
+        return grad_x if need_grad_x else None, grad_taps if need_grad_taps else None, None, None, None
+
+    def _differentiable_backward(grad_y, x, taps, need_grad_x, need_grad_taps, dim, padding, normalize):
+        from .reference import adaptive_filter_reference
+        # Saved inputs keep their graph, so second derivatives reach the original x and taps.
+        x, taps = (t if t.requires_grad else t.detach().requires_grad_() for t in (x, taps))
+        wanted = [t for t, need in ((x, need_grad_x), (taps, need_grad_taps)) if need]
+        y = adaptive_filter_reference(x, taps, dim, padding, normalize)
+        grads = list(torch.autograd.grad(y, wanted, grad_y, create_graph=True)) if wanted else []
+        return grads.pop(0) if need_grad_x else None, grads.pop(0) if need_grad_taps else None
 
     torch.library.register_autograd(FORWARD, _backward, setup_context=_setup_context)

@@ -28,8 +28,10 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& x, const at::Tensor
 
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& taps,
                                             const at::Tensor& inv_norm, int64_t dim, const std::string& padding,
-                                            bool normalize, bool force_int64, int64_t grid_blocks) {
-  return dhif::launch_adaptive_filter_backward(grad_y, x, taps, inv_norm, dim, padding, normalize, EmulatedLaunch{},
+                                            bool normalize, bool force_int64, int64_t grid_blocks,
+                                            bool need_grad_x, bool need_grad_taps) {
+  return dhif::launch_adaptive_filter_backward(grad_y, x, taps, inv_norm, dim, padding, normalize,
+                                               need_grad_x, need_grad_taps, EmulatedLaunch{},
                                                index_width(force_int64), static_cast<unsigned int>(grid_blocks));
 }
 
