@@ -167,8 +167,11 @@ def report(out):
         for arch in ARCHS:
             cubin, ptxas_log = compile_cubin(arch, workdir)
             resources = ptxas_resources(ptxas_log)
-            sass = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True,
-                                  check=True).stdout
+            tool("nvdisasm")  # cuobjdump -sass runs it
+            listing = subprocess.run([tool("cuobjdump"), "-sass", str(cubin)], capture_output=True, text=True)
+            if listing.returncode != 0:
+                sys.exit(f"sass_report: cuobjdump -sass failed: {listing.stderr.strip()}")
+            sass = listing.stdout
             for block in re.split(r"\n\s*Function : ", sass)[1:]:
                 name = block.split()[0]
                 kernel, dtype, index = kernel_kind(name)

@@ -1,8 +1,9 @@
-// Host-side argument checks and geometry, shared by the CPU and CUDA launchers so that
-// every device rejects bad input with the same message.
+// Host-side argument checks, geometry and buffers, shared by the CPU and CUDA launchers so
+// that every device rejects bad input with the same message and allocates the same outputs.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 
 #include <limits>
@@ -81,6 +82,38 @@ void dispatch_taps(int taps, const Body& body) {
 // Accumulation dtype: float32 for the half types, otherwise the input's own.
 inline at::ScalarType accumulate_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// The forward's contiguous inputs and its outputs: y and the per-voxel inverse norm.
+struct ForwardBuffers {
+  FilterGeometry<int64_t> geometry;
+  at::Tensor x, taps, y, inv_norm;
+};
+
+inline ForwardBuffers prepare_forward(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
+                                      const std::string& padding, bool normalize) {
+  ForwardBuffers b{check_filter_args(x, taps, dim, padding, normalize), x.contiguous(), taps.contiguous(), {}, {}};
+  b.y = at::empty(b.x.sizes(), b.x.options());
+  b.inv_norm = at::empty(b.x.sizes(), b.x.options().dtype(accumulate_type(b.x.scalar_type())));
+  return b;
+}
+
+// The backward's contiguous inputs and its outputs; an unwanted gradient is left empty.
+struct BackwardBuffers {
+  FilterGeometry<int64_t> geometry;
+  at::Tensor grad_y, x, taps, inv_norm, grad_x, grad_taps;
+};
+
+inline BackwardBuffers prepare_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& taps,
+                                        const at::Tensor& inv_norm, int64_t dim, const std::string& padding,
+                                        bool normalize, bool need_grad_x, bool need_grad_taps) {
+  const FilterGeometry<int64_t> g = check_filter_args(x, taps, dim, padding, normalize);
+  check_backward_args(grad_y, x, inv_norm);
+  BackwardBuffers b{g, grad_y.contiguous(), x.contiguous(), taps.contiguous(),
+                    inv_norm.to(accumulate_type(x.scalar_type())).contiguous(), {}, {}};
+  b.grad_x = at::empty(need_grad_x ? b.x.sizes() : at::IntArrayRef{0}, b.x.options());
+  b.grad_taps = at::empty(need_grad_taps ? b.taps.sizes() : at::IntArrayRef{0}, b.taps.options());
+  return b;
 }
 
 }  // namespace dhif

@@ -7,7 +7,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 
 #include <string>
 #include <tuple>
@@ -40,11 +39,9 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tens
                                                                   bool normalize, const Launch& launch,
                                                                   IndexWidth width = IndexWidth::kNarrowest,
                                                                   unsigned int grid_blocks = 0) {
-  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
-  const at::Tensor x = x_in.contiguous();
-  const at::Tensor taps = taps_in.contiguous();
-  at::Tensor y = at::empty(x.sizes(), x.options());
-  at::Tensor inv_norm = at::empty(x.sizes(), x.options().dtype(accumulate_type(x.scalar_type())));
+  const ForwardBuffers buffers = prepare_forward(x_in, taps_in, dim, padding, normalize);
+  const FilterGeometry<int64_t>& g = buffers.geometry;
+  const at::Tensor &x = buffers.x, &taps = buffers.taps, &y = buffers.y, &inv_norm = buffers.inv_norm;
   const int64_t n = x.numel();
   if (n == 0) return {y, inv_norm};
 
@@ -71,14 +68,11 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
     const at::Tensor& grad_y_in, const at::Tensor& x_in, const at::Tensor& taps_in, const at::Tensor& inv_norm_in,
     int64_t dim, const std::string& padding, bool normalize, bool need_grad_x, bool need_grad_taps, const Launch& launch,
     IndexWidth width = IndexWidth::kNarrowest, unsigned int grid_blocks = 0) {
-  const FilterGeometry<int64_t> g = check_filter_args(x_in, taps_in, dim, padding, normalize);
-  check_backward_args(grad_y_in, x_in, inv_norm_in);
-  const at::Tensor grad_y = grad_y_in.contiguous();
-  const at::Tensor x = x_in.contiguous();
-  const at::Tensor taps = taps_in.contiguous();
-  const at::Tensor inv_norm = inv_norm_in.to(accumulate_type(x.scalar_type())).contiguous();
-  at::Tensor grad_x = at::empty(need_grad_x ? x.sizes() : at::IntArrayRef{0}, x.options());
-  at::Tensor grad_taps = at::empty(need_grad_taps ? taps.sizes() : at::IntArrayRef{0}, taps.options());
+  const BackwardBuffers buffers = prepare_backward(grad_y_in, x_in, taps_in, inv_norm_in, dim, padding, normalize,
+                                                   need_grad_x, need_grad_taps);
+  const FilterGeometry<int64_t>& g = buffers.geometry;
+  const at::Tensor &grad_y = buffers.grad_y, &x = buffers.x, &taps = buffers.taps, &inv_norm = buffers.inv_norm;
+  const at::Tensor &grad_x = buffers.grad_x, &grad_taps = buffers.grad_taps;
   const int64_t n = x.numel();
   if (n == 0 || !(need_grad_x || need_grad_taps)) return {grad_x, grad_taps};
 
