@@ -4,6 +4,7 @@ a CUDA toolkit is found (a GPU is not needed to compile them).
 Environment overrides:
   DHIF_CPU_ONLY=1         never compile CUDA
   DHIF_FORCE_CUDA=1       compile CUDA or fail loudly if that is impossible
+  DHIF_CPU_BASELINE_ONLY=1  build the CPU kernels for the baseline instruction set only
   TORCH_CUDA_ARCH_LIST    GPU architectures (default when no GPU is visible: 8.0;9.0+PTX)
   CUDA_HOME               the toolkit to use
 
@@ -11,6 +12,7 @@ Install with `pip install --no-build-isolation .` so that the extension is built
 the torch you already have (see README).
 """
 import os
+import platform
 import shutil
 import sys
 
@@ -64,18 +66,58 @@ def want_cuda():
     return possible
 
 
+# The CPU kernels are compiled once per instruction set, each copy in its own namespace,
+# and the best one the CPU supports is chosen at run time (csrc/cpu/adaptive_filter_cpu.cpp),
+# as ATen builds its own kernels. The flags are ATen's for the same capabilities.
+CPU_KERNEL_SOURCE = os.path.join("csrc", "cpu", "adaptive_filter_cpu_kernel.cpp")
+CPU_CAPABILITY_FLAGS = {
+    "DEFAULT": [],
+    "AVX2": ["-mavx2", "-mfma", "-mf16c"],
+    "AVX512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
+}
+
+
+def cpu_capabilities():
+    x86 = platform.machine().lower() in {"x86_64", "amd64"}
+    return list(CPU_CAPABILITY_FLAGS) if x86 and not _flag("DHIF_CPU_BASELINE_ONLY") else ["DEFAULT"]
+
+
+class BuildWithCpuCapabilities(BuildExtension):
+    """setuptools gives every source of an extension the same flags, so the per-capability
+    copies of the CPU kernels are compiled here, each into its own folder, and linked in
+    after the baseline objects."""
+
+    def build_extension(self, ext):
+        flags = ext.extra_compile_args["cxx"] if isinstance(ext.extra_compile_args, dict) else ext.extra_compile_args
+        for capability in cpu_capabilities():
+            ext.extra_objects += self.compiler.compile(
+                [CPU_KERNEL_SOURCE], output_dir=os.path.join(self.build_temp, "cpu_" + capability.lower()),
+                include_dirs=ext.include_dirs, depends=ext.depends,
+                # ATen's vector headers carry `#pragma unroll`, which GCC does not know, and
+                # GCC 12 warns about its own AVX-512 headers' undefined-vector idiom.
+                extra_postargs=flags + CPU_CAPABILITY_FLAGS[capability] +
+                ["-Wno-unknown-pragmas", "-Wno-maybe-uninitialized"] +
+                [f"-DCPU_CAPABILITY={capability}", f"-DCPU_CAPABILITY_{capability}"])
+        super().build_extension(ext)
+
+
 def extension():
     here = os.path.dirname(os.path.abspath(__file__))
-    sources = [os.path.join("csrc", "adaptive_filter.cpp"), os.path.join("csrc", "cpu", "adaptive_filter_cpu.cpp")]
+    sources = [os.path.join("csrc", "adaptive_filter.cpp"), os.path.join("csrc", "cpu", "adaptive_filter_cpu.cpp"),
+               os.path.join("csrc", "cpu", "output_cache.cpp")]
+    depends = [CPU_KERNEL_SOURCE, os.path.join("csrc", "cpu", "adaptive_filter_cpu_kernel.h"),
+               os.path.join("csrc", "cpu", "output_cache.h"),
+               os.path.join("csrc", "adaptive_filter.h"), os.path.join("csrc", "adaptive_filter_checks.h")]
     # -g0 last: setuptools adds -g, which makes the module ten times larger for nothing.
     # -fno-math-errno -fno-trapping-math: sqrt need not set errno nor FP exception flags
     # (results are the same IEEE values, NaN and inf included), so the voxel loops vectorise.
     cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-g0", f'-DDHIF_TORCH_VERSION="{torch.__version__}"']
+    cxx += [f"-DDHIF_CPU_KERNELS_{capability}" for capability in cpu_capabilities() if capability != "DEFAULT"]
     link = ["-fopenmp"]
     if not want_cuda():
         print("dhif: building the C++ kernels only", flush=True)
         return CppExtension("dhif._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=link,
-                            include_dirs=[os.path.join(here, "csrc")])
+                            include_dirs=[os.path.join(here, "csrc")], depends=depends)
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # torch's arch detection crashes when no GPU is visible and no list is given.
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
@@ -86,11 +128,11 @@ def extension():
     sources.append(os.path.join("csrc", "cuda", "adaptive_filter_cuda.cu"))
     return CUDAExtension("dhif._C", sources, include_dirs=[os.path.join(here, "csrc")],
                          extra_compile_args={"cxx": cxx + defines, "nvcc": ["-O3", "-lineinfo"]},
-                         extra_link_args=link)
+                         extra_link_args=link, depends=depends)
 
 
 setup(
     packages=find_packages(include=["dhif", "dhif.*"]),
     ext_modules=[extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildWithCpuCapabilities.with_options(use_ninja=True)},
 )

@@ -6,6 +6,9 @@
 
 #include <string>
 
+#include "cpu/adaptive_filter_cpu_kernel.h"
+#include "cpu/output_cache.h"
+
 TORCH_LIBRARY(dhif, m) {
   // y = filter of x with taps along dim; inv_norm = 1 / max(||taps||, eps) per voxel
   // (ones when normalize is false), kept for the backward pass.
@@ -35,6 +38,8 @@ py::dict build_info() {
   const std::string cuda = DHIF_CUDA_VERSION;
   info["cuda"] = cuda.empty() ? py::object(py::none()) : py::object(py::str(cuda));
   info["cuda_arch_list"] = std::string(DHIF_CUDA_ARCH_LIST);
+  info["cpu_capabilities_built"] = dhif::cpu::cpu_kernel_capabilities_built();
+  info["cpu_capability"] = dhif::cpu::cpu_kernel_capability();
 #ifdef _OPENMP
   info["openmp"] = true;
 #else
@@ -47,4 +52,8 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, module) {
   module.def("build_info", &build_info, "How this extension was compiled.");
+  module.def("cpu_output_cache_bytes", &dhif::cpu::output_cache_bytes,
+             "Bytes of freed CPU outputs that the op keeps for reuse.");
+  module.def("release_cpu_output_cache", &dhif::cpu::release_output_cache,
+             "Returns the CPU outputs kept for reuse to the system.");
 }

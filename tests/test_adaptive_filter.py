@@ -1,5 +1,7 @@
 """The fused adaptive-filter kernels against the pure-PyTorch reference."""
 import os
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -45,6 +47,25 @@ def test_fused_matches_reference(device, dtype, batch, channels, height, width, 
     gx, gt = torch.autograd.grad(y, (x, t), grad_y)
     assert y.dtype == dtype and y.shape == x.shape
     assert_matches_reference(y, gx, gt, x, t, grad_y, dim, padding, normalize)
+
+
+# Shapes that the CPU kernels' blocking cares about: rows of several vectors ending in a
+# partial one (W = 37), rows of whole vectors (16, 32), bands rows cut into 512-voxel
+# chunks with a partial last chunk (24 x 37 = 888), axes shorter than K.
+ROW_SHAPES = [(1, 9, 24, 37), (2, 11, 3, 32), (1, 4, 2, 16), (2, 3, 40, 1)]
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=str)
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("dim", AXES)
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_fused_matches_reference_on_long_rows(fused_device, dtype, shape, dim, padding):
+    x, t = make_inputs(shape, 7, dtype, fused_device, seed=sum(shape) + dim)
+    x, t = x.requires_grad_(), t.requires_grad_()
+    y = adaptive_filter(x, t, dim, padding, impl="fused")
+    grad_y = torch.randn_like(y)
+    gx, gt = torch.autograd.grad(y, (x, t), grad_y)
+    assert_matches_reference(y, gx, gt, x, t, grad_y, dim, padding, True)
 
 
 @pytest.mark.parametrize("impl", ["fused", "reference"])
@@ -308,6 +329,47 @@ def test_available_impls_and_build_info():
         assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
         if torch.cuda.is_available() and info["cuda"]:
             assert "fused" in available_impls("cuda")
+
+
+def _capability_allowed(name):
+    """What at::get_cpu_capability() says under ATEN_CPU_CAPABILITY=name (lower if this CPU
+    lacks it)."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": name.lower()}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.split()[-1]
+
+
+def test_cpu_kernels_follow_aten_capability():
+    """The kernels built for the best capability that ATen allows run (ATEN_CPU_CAPABILITY
+    lowers it, as for ATen's own kernels)."""
+    require_fused("cpu")
+    info = build_info()
+    built = info["cpu_capabilities_built"].split()
+    allowed = torch.backends.cpu.get_cpu_capability()
+    order = ["DEFAULT", "AVX2", "AVX512"]
+    expected = max((c for c in built if order.index(c) <= order.index(allowed)), key=order.index) \
+        if allowed in order else "DEFAULT"
+    assert info["cpu_capability"] == expected
+
+
+@pytest.mark.parametrize("capability", ["DEFAULT", "AVX2", "AVX512"])
+def test_cpu_kernels_under_every_capability(capability):
+    """This file's tests again, in a process whose kernels are those built for
+    `capability` (each copy is compiled with its own flags and can go wrong on its own)."""
+    require_fused("cpu")
+    if capability not in build_info()["cpu_capabilities_built"].split():
+        pytest.skip(f"dhif._C has no {capability} kernels on this platform")
+    if _capability_allowed(capability) != capability:
+        pytest.skip(f"this CPU does not offer {capability}")
+    if build_info()["cpu_capability"] == capability:
+        pytest.skip(f"{capability} is what this process runs: the rest of the suite tests it")
+    command = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider",
+               "-k", "not torch_compile and not under_every_capability"]
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower()}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]
+    assert " passed" in completed.stdout
 
 
 def test_fused_kernels_loaded_when_required():

@@ -58,10 +58,14 @@ if _C is not None:
         _, inv_norm = output
         ctx.save_for_backward(x, taps, inv_norm)
         ctx.filter_args = (dim, padding, normalize)
+        # inv_norm is not differentiated: no tensor of zeros for its gradient.
+        ctx.set_materialize_grads(False)
 
     def _backward(ctx, grad_y, grad_inv_norm):
         x, taps, inv_norm = ctx.saved_tensors
         need_grad_x, need_grad_taps = ctx.needs_input_grad[:2]
+        if grad_y is None:  # only inv_norm was used
+            return None, None, None, None, None
         if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_y, x, taps)):
             # create_graph=True: the gradients must be differentiable themselves, and the
             # kernels' are not, so they are taken through the reference instead.
