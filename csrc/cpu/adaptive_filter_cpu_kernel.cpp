@@ -259,6 +259,20 @@ void forward(const ForwardBuffers& buffers) {
   });
 }
 
+// The backward's operands; an unwanted gradient is null.
+template <typename scalar_t>
+struct BackwardPointers {
+  const scalar_t *grad_y, *x, *taps;
+  scalar_t *grad_x, *grad_taps;
+
+  BackwardPointers(const BackwardBuffers& b, bool need_grad_x, bool need_grad_taps)
+      : grad_y(b.grad_y.const_data_ptr<scalar_t>()),
+        x(b.x.const_data_ptr<scalar_t>()),
+        taps(b.taps.const_data_ptr<scalar_t>()),
+        grad_x(need_grad_x ? b.grad_x.mutable_data_ptr<scalar_t>() : nullptr),
+        grad_taps(need_grad_taps ? b.grad_taps.mutable_data_ptr<scalar_t>() : nullptr) {}
+};
+
 // The columns pass: each row (b, c, h) holds its whole axis. Its coefficients a are
 // computed for the row, then the input gradient of interior voxel w is the gather
 // sum_i v_i(w + r - i) a(w + r - i) from the tap rows just read (still in L1); the r
@@ -268,12 +282,8 @@ void backward_columns(const BackwardBuffers& buffers, bool need_grad_x, bool nee
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
   using acc_t = typename L::acc_t;
+  const BackwardPointers<scalar_t> io(buffers, need_grad_x, need_grad_taps);
   const FilterGeometry<int64_t>& g = buffers.geometry;
-  const scalar_t* grad_y = buffers.grad_y.const_data_ptr<scalar_t>();
-  const scalar_t* x = buffers.x.const_data_ptr<scalar_t>();
-  const scalar_t* taps = buffers.taps.const_data_ptr<scalar_t>();
-  scalar_t* grad_x = need_grad_x ? buffers.grad_x.mutable_data_ptr<scalar_t>() : nullptr;
-  scalar_t* grad_taps = need_grad_taps ? buffers.grad_taps.mutable_data_ptr<scalar_t>() : nullptr;
   const int K = tap_count<kTaps>(g), r = K / 2;
   const bool replicate = g.padding == Padding::kReplicate;
   const int64_t width = buffers.x.size(3), rows = buffers.x.numel() / width;
@@ -283,11 +293,11 @@ void backward_columns(const BackwardBuffers& buffers, bool need_grad_x, bool nee
     std::vector<acc_t> a(width), b(width);
     for (int64_t row = begin; row < end; ++row) {
       const Voxel<int64_t> first = locate(g, row * width);
-      locate_row(g, x, taps, first, width, ops);
-      tap_gradient_row<scalar_t, kTaps>(ops, g, width, grad_y + first.x_index, a.data(), b.data(),
-                                        need_grad_taps ? grad_taps + first.tap_index : nullptr, need_grad_taps);
+      locate_row(g, io.x, io.taps, first, width, ops);
+      tap_gradient_row<scalar_t, kTaps>(ops, g, width, io.grad_y + first.x_index, a.data(), b.data(),
+                                        need_grad_taps ? io.grad_taps + first.tap_index : nullptr, need_grad_taps);
       if (!need_grad_x) continue;
-      scalar_t* out = grad_x + first.x_index;
+      scalar_t* out = io.grad_x + first.x_index;
       for (int64_t w = lo; w < hi; w += L::size()) {
         const int64_t n = std::min<int64_t>(L::size(), hi - w);
         Vec acc(0);
@@ -323,12 +333,8 @@ void backward_lines(const BackwardBuffers& buffers, bool need_grad_x, bool need_
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
   using acc_t = typename L::acc_t;
+  const BackwardPointers<scalar_t> io(buffers, need_grad_x, need_grad_taps);
   const FilterGeometry<int64_t>& g = buffers.geometry;
-  const scalar_t* grad_y = buffers.grad_y.const_data_ptr<scalar_t>();
-  const scalar_t* x = buffers.x.const_data_ptr<scalar_t>();
-  const scalar_t* taps = buffers.taps.const_data_ptr<scalar_t>();
-  scalar_t* grad_x = need_grad_x ? buffers.grad_x.mutable_data_ptr<scalar_t>() : nullptr;
-  scalar_t* grad_taps = need_grad_taps ? buffers.grad_taps.mutable_data_ptr<scalar_t>() : nullptr;
   const int K = tap_count<kTaps>(g), r = K / 2;
   const bool replicate = g.padding == Padding::kReplicate;
   const int64_t length = g.axis_len, stride = g.axis_stride;
@@ -347,15 +353,15 @@ void backward_lines(const BackwardBuffers& buffers, bool need_grad_x, bool need_
       for (int64_t m = 0; m < length + r; ++m) {
         if (m < length) {
           const Voxel<int64_t> first = locate(g, origin + m * stride);
-          locate_row(g, x, taps, first, width, ops);
+          locate_row(g, io.x, io.taps, first, width, ops);
           std::copy(ops.tap_rows.begin(), ops.tap_rows.end(), tap_rows.begin() + (m % K) * K);
-          tap_gradient_row<scalar_t, kTaps>(ops, g, width, grad_y + first.x_index, ring.data() + (m % K) * chunk,
-                                            b.data(), need_grad_taps ? grad_taps + first.tap_index : nullptr,
+          tap_gradient_row<scalar_t, kTaps>(ops, g, width, io.grad_y + first.x_index, ring.data() + (m % K) * chunk,
+                                            b.data(), need_grad_taps ? io.grad_taps + first.tap_index : nullptr,
                                             need_grad_taps);
         }
         const int64_t j = m - r;
         if (!need_grad_x || j < 0) continue;
-        scalar_t* out = grad_x + origin + j * stride;
+        scalar_t* out = io.grad_x + origin + j * stride;
         if (j >= r && j < length - r) {  // interior: row j - r + i sends its tap K - 1 - i, K terms
           for (int i = 0; i < K; ++i) {
             const int64_t p = j - r + i;
