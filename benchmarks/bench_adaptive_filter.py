@@ -35,8 +35,8 @@ def filter_fn(impl, dynamic=False):
     return functools.partial(spatio_spectral_filter, impl=impl)
 
 
-def step_fn(x, taps, impl, backward):
-    fn = filter_fn(impl)
+def step_fn(x, taps, impl, backward, fn=None):
+    fn = fn or filter_fn(impl)
 
     def step():
         if backward:
@@ -49,23 +49,20 @@ def step_fn(x, taps, impl, backward):
     return step
 
 
+def cpu_filter_step(shape, impl, backward):
+    """The step whose peak a fresh CPU process measures (see cpu_peak_extra_in_fresh_process).
+    The compiled reference is compiled with dynamic shapes and warmed up on a small batch
+    first, so that the compiler's own memory is not counted as the op's."""
+    fn = filter_fn(impl, dynamic=True)
+    if impl == "compiled_reference":
+        step_fn(*make_inputs((2, shape[1], 24, 24), "cpu", backward), impl, backward, fn)()
+    return step_fn(*make_inputs(shape, "cpu", backward), impl, backward, fn)
+
+
 def peak_extra(device, shape, impl, backward, step):
     if device == "cuda":
         return cuda_peak_extra(step)
-    # The compiled reference is compiled with dynamic shapes and warmed up on a small batch
-    # first, so that the compiler's own memory is not counted as the op's.
-    make = (f"import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})\n"
-            f"from bench_adaptive_filter import filter_fn\n"
-            f"fn = filter_fn({impl!r}, dynamic=True)\n"
-            f"def inputs(shape):\n"
-            f"    x = torch.rand(shape).requires_grad_({backward})\n"
-            f"    return x, [torch.randn(shape[0], 7, *shape[1:]).requires_grad_({backward}) for _ in range(3)]\n")
-    if backward:
-        run = "out = fn(x, *taps); out.sum().backward()"
-    else:
-        run = "with torch.no_grad(): out = fn(x, *taps)"
-    warm = f"x, taps = inputs((2, {shape[1]}, 24, 24))\n{run}\ndel x, taps, out\n" if impl == "compiled_reference" else ""
-    return cpu_peak_extra_in_fresh_process(make + warm + f"x, taps = inputs({shape})", run)
+    return cpu_peak_extra_in_fresh_process(cpu_filter_step, shape, impl, backward)
 
 
 @pytest.mark.parametrize("impl", IMPLS)

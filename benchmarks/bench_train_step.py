@@ -9,16 +9,16 @@ the authors' code keeps them) and "reference". float32 always; bf16 autocast whe
 device has native bf16; torch.compile on the GPU. CPU peak memory is the RSS growth of
 the first step in a fresh process (the allocator keeps freed memory).
 """
-from pathlib import Path
+import functools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dhif.evaluate import fuse_image
+from dhif.inference import reconstruct_image
 from dhif.models import DHIFNet
 from dhif.ops import available_impls
-from dhif.train import has_native_bf16
+from dhif.train import has_native_bf16, train_step
 
 from measure import cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
 
@@ -50,37 +50,32 @@ def batch_inputs(batch, size, device):
 
 
 def training_step(model, optimizer, lr, msi, hr, bf16=False):
-    def step():
-        with torch.autocast(lr.device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = model(lr, msi)
-        loss = F.l1_loss(pred.float(), hr)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
+    return functools.partial(train_step, model, optimizer, lr, msi, hr, bf16)
 
 
-# The CPU memory probes run in a fresh interpreter that imports this module.
-CPU_PROBE_SETUP = """
-import sys
-sys.path.insert(0, {here!r})
-import torch
-from bench_train_step import batch_inputs, fuse_image, make_model, training_step
-model = make_model({variant!r}, "cpu")
-optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-lr, msi, hr = batch_inputs({batch}, {size}, "cpu")
-"""
+def cpu_training_step(variant, batch, bf16):
+    """The step whose peak a fresh CPU process measures (see cpu_peak_extra_in_fresh_process)."""
+    model = make_model(variant, "cpu")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    return training_step(model, optimizer, *batch_inputs(batch, PATCH, "cpu"), bf16=bf16)
 
 
-def cpu_probe_setup(variant, batch, size):
-    return CPU_PROBE_SETUP.format(here=str(Path(__file__).parent), variant=variant, batch=batch, size=size)
+def inference(model, lr, msi, tile):
+    def run():
+        with torch.no_grad():
+            reconstruct_image(model, lr, msi, tile)
+    return run
+
+
+def cpu_inference(impl, tile):
+    lr, msi, _ = batch_inputs(1, 512, "cpu")
+    return inference(make_model(impl, "cpu").eval(), lr, msi, tile)
 
 
 def train_peak(device, variant, batch, model=None, optimizer=None, inputs=None, bf16=False):
     if device == "cuda":
         return cuda_peak_extra(training_step(model, optimizer, *inputs, bf16=bf16))
-    return cpu_peak_extra_in_fresh_process(cpu_probe_setup(variant, batch, PATCH),
-                                           f"training_step(model, optimizer, lr, msi, hr, bf16={bf16})()")
+    return cpu_peak_extra_in_fresh_process(cpu_training_step, variant, batch, bf16)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
@@ -116,9 +111,10 @@ def test_inference_512(benchmark, device, impl, tile):
     model = make_model(impl, device).eval()
     lr, msi, _ = batch_inputs(1, 512, device)
 
+    infer = inference(model, lr, msi, tile)
+
     def run():
-        with torch.no_grad():
-            fuse_image(model, lr, msi, tile)
+        infer()
         synchronize(device)
 
     benchmark.group = f"{device} inference 512x512"
@@ -126,8 +122,7 @@ def test_inference_512(benchmark, device, impl, tile):
     if device == "cuda":
         peak = cuda_peak_extra(run)
     else:
-        peak = cpu_peak_extra_in_fresh_process(cpu_probe_setup(impl, 1, 512),
-                                               f"with torch.no_grad(): fuse_image(model.eval(), lr, msi, {tile})")
+        peak = cpu_peak_extra_in_fresh_process(cpu_inference, impl, tile)
     benchmark.extra_info.update(device=device, kind="inference", impl=impl, tile=tile, peak_extra_bytes=peak)
 
 

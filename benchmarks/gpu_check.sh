@@ -49,7 +49,7 @@ step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 
   for tool in memcheck racecheck; do
     step "compute-sanitizer $tool"
-    compute-sanitizer --tool "$tool" --error-exitcode 1 "$PY" benchmarks/sanitizer_case.py 2>&1 | tail -25 \
+    compute-sanitizer --tool "$tool" --error-exitcode 1 "$PY" tests/sanitizer_case.py 2>&1 | tail -25 \
       && echo "compute-sanitizer $tool: clean" || { echo "compute-sanitizer $tool: FAILED"; status=1; }
   done
 

@@ -1,11 +1,10 @@
 """Measurement helpers shared by the benchmarks and the report: bytes moved (counted as in
 the maths of the adaptive filter), peak memory, machine description."""
 import datetime
-import json
+import gc
+import multiprocessing
 import os
 import platform
-import subprocess
-import sys
 import time
 
 import torch
@@ -54,44 +53,29 @@ def cuda_peak_extra(fn) -> int:
     return torch.cuda.max_memory_allocated() - before
 
 
-def saved_tensor_bytes(fn) -> int:
-    """Bytes of the tensors that autograd keeps for the backward while fn() runs, each
-    storage counted once (parameters included when an op saves them)."""
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        fn()
-    return sum(storages.values())
+def peak_rss() -> int:
+    """Peak resident memory of this address space, in bytes. Not getrusage's ru_maxrss:
+    Linux carries that over from the parent through fork and exec, so a child of a big
+    pytest process starts at its parent's peak."""
+    with open("/proc/self/status") as f:
+        return int(next(line for line in f if line.startswith("VmHWM")).split()[1]) * 1024
 
 
-# Peak resident memory of this address space. Not getrusage's ru_maxrss: Linux carries
-# that over from the parent through fork and exec, so a child of a big pytest process
-# starts at its parent's peak.
-PEAK_RSS = ("int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) * 1024")
+def _probe_peak(make_step, args) -> int:
+    step = make_step(*args)
+    gc.collect()
+    before = peak_rss()
+    step()
+    return peak_rss() - before
 
 
-def cpu_peak_extra_in_fresh_process(setup: str, step: str, timeout: int = 900) -> int:
-    """Peak RSS growth of the first `step` in a new interpreter after `setup` ran. The CPU
-    allocator keeps freed memory, so later steps in one process under-report; the first
-    step in a fresh process is the honest peak."""
-    code = "\n".join([
-        "import gc, json, torch",
-        setup,
-        "gc.collect()",
-        f"before = {PEAK_RSS}",
-        step,
-        f"after = {PEAK_RSS}",
-        "print(json.dumps({'extra': after - before}))",
-    ])
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
-                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
-    if completed.returncode != 0:
-        raise RuntimeError(f"memory probe failed:\n{completed.stderr[-2000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])["extra"]
+def cpu_peak_extra_in_fresh_process(make_step, *args, timeout: int = 900) -> int:
+    """Peak RSS growth of one call of make_step(*args)() in a new interpreter, after
+    make_step(*args) built the model and inputs. The CPU allocator keeps freed memory, so
+    later steps in one process under-report; the first step in a fresh process is the
+    honest peak. make_step must be a module-level function (the new interpreter imports it)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply_async(_probe_peak, (make_step, args)).get(timeout)
 
 
 def machine() -> dict:

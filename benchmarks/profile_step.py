@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from dhif.models import DHIFNet
-
-from measure import saved_tensor_bytes
+from dhif.profiling import saved_tensor_bytes
+from dhif.train import train_step
 
 
 def main():
@@ -23,19 +23,14 @@ def main():
     parser.add_argument("--keep-taps", action="store_true", help="keep the taps instead of recomputing them")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = DHIFNet(31, 3, 8, 4, filter_impl=args.impl, recompute_taps=False if args.keep_taps else None)
+    model = DHIFNet(filter_impl=args.impl, recompute_taps=False if args.keep_taps else None)
     model = model.to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     hr = torch.rand(args.batch, 31, 96, 96, device=args.device)
     lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, 96, 96, device=args.device)
 
     def step():
-        with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):
-            pred = model(lr, msi)
-        loss = F.l1_loss(pred.float(), hr)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, lr, msi, hr, args.bf16)
 
     step()  # warm-up
     with torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16):

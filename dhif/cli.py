@@ -33,7 +33,15 @@ def _add_model_args(parser, defaults):
                         help="U-Net base width (64 in the paper)")
     parser.add_argument("--head-width", type=positive_int, default=None, help="hidden width of the filter heads "
                         "(default taps x bands, as in the paper)")
-    parser.add_argument("--filter-impl", default="auto", choices=["auto", "fused", "reference"])
+    _add_filter_impl_arg(parser)
+
+
+def _add_filter_impl_arg(parser):
+    from .ops import IMPLS
+
+    parser.add_argument("--filter-impl", default="auto", choices=IMPLS,
+                        help="the adaptive filter: fused kernels, the pure-PyTorch reference, or auto "
+                             "(fused where compiled)")
 
 
 def _srf(args, bands):
@@ -79,8 +87,10 @@ def cmd_train(args):
 
 def cmd_test(args):
     from .data import CAVE_TEST_SCENES, SceneDataset, load_cave
-    from .evaluate import evaluate, format_table
-    from .train import model_from_checkpoint, pick_device
+    from .checkpoint import model_from_checkpoint
+    from .evaluate import evaluate
+    from .report import format_table
+    from .train import pick_device
 
     device = pick_device(args.device)
     model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
@@ -101,17 +111,17 @@ def cmd_fuse(args):
 
 
 def cmd_convert(args):
-    from .models import convert_original_state_dict, load_original_checkpoint
-    from .models.convert import infer_config
-    from .models.dhif_net import DHIFNet
-    from .train import save_atomic
+    import dataclasses
+
+    from .checkpoint import save_atomic
+    from .models import DHIFNet, convert_original_state_dict, infer_config, load_original_checkpoint
 
     state = convert_original_state_dict(load_original_checkpoint(args.input))
     config = infer_config(state)
-    DHIFNet(**config).load_state_dict(state, strict=True)  # refuses anything that does not fit
+    DHIFNet(config).load_state_dict(state, strict=True)  # refuses anything that does not fit
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": state, "config": config, "source": str(args.input)}, Path(args.output))
-    print(f"wrote {args.output}: DHIFNet({', '.join(f'{k}={v}' for k, v in config.items())})")
+    save_atomic({"model": state, "config": dataclasses.asdict(config), "source": str(args.input)}, Path(args.output))
+    print(f"wrote {args.output}: DHIFNet({config})")
 
 
 def cmd_demo(args):
@@ -140,15 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=positive_int, default=defaults.patch)
     p.add_argument("--lr", type=positive_float, default=defaults.lr)
     p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=non_negative_int, default=2)
+    p.add_argument("--workers", type=non_negative_int, default=defaults.workers)
     p.add_argument("--device", default="auto")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
                    "GPUs and on CPUs with AVX512-BF16 or AMX")
     p.add_argument("--val-every", type=non_negative_int, default=defaults.val_every, help="epochs between validations (0: none)")
-    p.add_argument("--val-tile", type=positive_int, default=256, help="tile size for validation images")
+    p.add_argument("--val-tile", type=positive_int, default=defaults.val_tile, help="tile size for validation images")
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--time-limit", type=positive_float, default=None, help="minutes; stop after the epoch that crosses it")
-    p.add_argument("--checkpoint-every", type=non_negative_int, default=0)
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every)
     p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes")
     p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes")
     p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
@@ -164,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-cubes", choices=["npy", "mat"], default=None)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--device", default="auto")
-    p.add_argument("--filter-impl", default="auto", choices=["auto", "fused", "reference"])
+    _add_filter_impl_arg(p)
     p.add_argument("--srf", default="nikon_d700")
     p.set_defaults(func=cmd_test)
 

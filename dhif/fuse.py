@@ -11,33 +11,12 @@ import shutil
 from pathlib import Path
 
 from .baselines import bicubic
-from .data import degrade, read_cube
-from .data.datasets import EpochSampledDataset, random_rot_flip
-from .evaluate import fuse_image, save_cube, save_figures
+from .checkpoint import model_from_checkpoint
+from .data import PairPatchDataset, crop_to_multiple, degrade, read_cube
+from .inference import reconstruct_image
 from .metrics import psnr, sam
-from .train import TrainConfig, model_from_checkpoint, pick_device, train
-
-
-class PairPatchDataset(EpochSampledDataset):
-    """Random aligned patches (lr_hsi, hr_msi, hr_hsi) of one real pair, with rot90 and flips."""
-
-    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0):
-        super().__init__(samples, seed)
-        self.lr_hsi, self.hr_msi, self.target, self.scale, self.patch = lr_hsi, hr_msi, target, scale, patch
-
-    def __getitem__(self, index):
-        rng = self.rng(index)
-        s, p = self.scale, self.patch
-        top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
-        left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
-        crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
-                 self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
-        return tuple(random_rot_flip(crops, rng))
-
-
-def _crop_to_multiple(cube, multiple):
-    h, w = cube.shape[1] - cube.shape[1] % multiple, cube.shape[2] - cube.shape[2] % multiple
-    return cube[:, :h, :w]
+from .report import save_cube, save_figures
+from .train import TrainConfig, pick_device, train
 
 
 def fuse_pair(args):
@@ -54,15 +33,15 @@ def fuse_pair(args):
         model = model_from_checkpoint(args.checkpoint, device)
     else:
         # Reduced resolution: (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI.
-        target = _crop_to_multiple(lr_hsi, scale * 16)
-        msi = _crop_to_multiple(hr_msi, scale * scale * 16)[:, :target.shape[1] * scale, :target.shape[2] * scale]
+        target = crop_to_multiple(lr_hsi, scale * 16)
+        msi = crop_to_multiple(hr_msi, scale * scale * 16)[:, :target.shape[1] * scale, :target.shape[2] * scale]
         msi_low, hsi_low = degrade(msi, scale), degrade(target, scale)
         patch = min(64, target.shape[1], target.shape[2])
         config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
                              msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
                              head_width=args.head_width, epochs=1_000_000, samples_per_epoch=32, batch_size=4,
                              patch=patch, lr=1e-3, lr_decay_until=0, val_every=0, time_limit=args.minutes * 60,
-                             device=args.device, seed=args.seed)
+                             device=args.device, seed=args.seed, workers=0)
         if Path(config.out).exists():
             shutil.rmtree(config.out)
         print(f"dhif fuse: no checkpoint; training {args.minutes:g} min on the pair at reduced resolution "
@@ -70,12 +49,12 @@ def fuse_pair(args):
         result = train(config, PairPatchDataset(hsi_low, msi_low, target, scale, patch, config.samples_per_epoch,
                                                 args.seed))
         model = model_from_checkpoint(result["checkpoint"], device)
-        reduced = fuse_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap).cpu()
+        reduced = reconstruct_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap).cpu()
         base = bicubic(hsi_low[None], None, scale)
         report["reduced_resolution"] = {
             "dhif": {"psnr": psnr(reduced.clamp(0, 1), target[None]), "sam": sam(reduced, target[None])},
             "bicubic": {"psnr": psnr(base.clamp(0, 1), target[None]), "sam": sam(base, target[None])}}
-    fused = fuse_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
+    fused = reconstruct_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
                        progress=True).clamp(0, 1)
     # Consistency: the fused cube, degraded again, against the LR-HSI it came from.
     report["consistency_psnr_db"] = psnr(degrade(fused.cpu(), scale), lr_hsi[None])

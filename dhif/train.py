@@ -1,9 +1,10 @@
-"""Training loop: the paper's protocol by default, resumable, single process or DDP.
+"""Training: the configuration, one optimisation step, and the loop (the paper's protocol
+by default, resumable, single process or DDP).
 
-Checkpoints are state_dicts (model, optimizer, scheduler, epoch, RNG states, config)
-written atomically to <out>/last.pt, so that a run killed at any moment resumes from the
-last finished epoch and continues exactly as an uninterrupted run would: the training
-samples of epoch e are a pure function of (seed, e, index).
+The loop writes a checkpoint (dhif.checkpoint.training_state) atomically to <out>/last.pt
+after every epoch, so that a run killed at any moment resumes from the last finished
+epoch and continues exactly as an uninterrupted run would: the training samples of epoch
+e are a pure function of (seed, e, index).
 """
 import csv
 import dataclasses
@@ -19,22 +20,17 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
+from .checkpoint import load_checkpoint, restore_training_state, save_atomic, training_state
 from .data import SceneDataset
-from .models import DHIFNet
+from .models import DHIFNet, ModelConfig
 from .models.physics import init_observation_operators
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """Defaults are the authors' CAVE protocol (x8)."""
+class TrainConfig(ModelConfig):
+    """The model's configuration (ModelConfig's fields) and the run's. Defaults are the
+    authors' CAVE protocol (x8)."""
     out: str = "runs/dhif"
-    scale: int = 8
-    hsi_channels: int = 31
-    msi_channels: int = 3
-    stages: int = 4
-    taps: int = 7
-    width: int = 64
-    head_width: int = None
     filter_impl: str = "auto"
     epochs: int = 500
     samples_per_epoch: int = 20000
@@ -46,20 +42,15 @@ class TrainConfig:
     lr_decay_until: int = 150    # ... up to epoch 150
     sigma: float = 2.0
     seed: int = 1
-    workers: int = 0
+    workers: int = 2             # DataLoader processes
     device: str = "auto"
     bf16: bool = False
     val_every: int = 10
-    val_tile: int = None
+    val_tile: int = 256          # HR tile size for whole validation scenes
     tensorboard: bool = False
     time_limit: float = None     # seconds; stop after the epoch that crosses it
     checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
     init_operators: str = "random"  # or "physics": R, B from the known response and blur
-
-    def model_kwargs(self) -> dict:
-        return dict(hsi_channels=self.hsi_channels, msi_channels=self.msi_channels, scale=self.scale,
-                    stages=self.stages, taps=self.taps, width=self.width, head_width=self.head_width,
-                    filter_impl=self.filter_impl)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -98,29 +89,6 @@ def lr_factor(config: TrainConfig):
     return lambda epoch: config.lr_decay ** sum(1 for m in milestones if m <= epoch)
 
 
-def save_atomic(obj, path: Path):
-    """torch.save to a temporary file in the same folder, then rename: a reader never sees
-    half a checkpoint, whatever moment the run is killed."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def model_from_checkpoint(path, device="cpu", filter_impl="auto") -> DHIFNet:
-    """A DHIFNet with the weights and configuration saved by `dhif train` or `dhif convert`."""
-    checkpoint = load_checkpoint(path)
-    config = dict(checkpoint["config"])
-    kwargs = {k: config[k] for k in ("hsi_channels", "msi_channels", "scale", "stages", "taps", "width",
-                                     "head_width") if k in config}
-    model = DHIFNet(**kwargs, filter_impl=filter_impl)
-    model.load_state_dict(checkpoint["model"])
-    return model.to(device).eval()
-
-
 class _Distributed:
     """torchrun's environment, or a single process."""
 
@@ -157,7 +125,7 @@ class _Distributed:
 
 def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
     """validate(model, device) -> mean PSNR over whole simulated scenes (tiled)."""
-    from .evaluate import fuse_image
+    from .inference import reconstruct_image
     from .metrics import psnr
 
     dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
@@ -167,12 +135,24 @@ def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
         values = []
         with torch.no_grad():
             for lr, msi, hr, _ in dataset:
-                pred = fuse_image(model, lr[None].to(device), msi[None].to(device), config.val_tile)
+                pred = reconstruct_image(model, lr[None].to(device), msi[None].to(device), config.val_tile)
                 values.append(psnr(pred.clamp(0, 1), hr[None].to(device)))
         model.train()
         return sum(values) / len(values)
 
     return validate
+
+
+def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False) -> torch.Tensor:
+    """One optimisation step of the L1 loss, the authors' objective; returns the loss.
+    bf16: the forward under bfloat16 autocast (the loss in float32)."""
+    with torch.autocast(lr_hsi.device.type, dtype=torch.bfloat16, enabled=bf16):
+        pred = model(lr_hsi, hr_msi)
+    loss = F.l1_loss(pred.float(), hr_hsi)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
 
 def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True) -> dict:
@@ -184,7 +164,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     env = _Distributed(pick_device(config.device))
     device = env.device
     torch.manual_seed(config.seed)
-    model = DHIFNet(**config.model_kwargs()).to(device)
+    model = DHIFNet(config, filter_impl=config.filter_impl).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     if config.init_operators == "physics":
@@ -195,14 +175,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     start_epoch = 0
     last = out / "last.pt"
     if last.exists():
-        checkpoint = load_checkpoint(last, map_location=device)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        start_epoch = checkpoint["epoch"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if device.type == "cuda" and "cuda" in checkpoint["rng"]:
-            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
+        start_epoch = restore_training_state(load_checkpoint(last, map_location=device), model, optimizer, scheduler,
+                                             device)
         if env.main:
             print(f"resuming {last} at epoch {start_epoch}", flush=True)
     wrapped = model
@@ -236,13 +210,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         epoch_start, total, count = time.time(), 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
         for lr_hsi, hr_msi, hr_hsi in bar:
-            lr_hsi, hr_msi, hr_hsi = lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                pred = wrapped(lr_hsi, hr_msi)
-            loss = F.l1_loss(pred.float(), hr_hsi)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device), config.bf16)
             total, count = total + loss.item(), count + 1
             rate = count * config.batch_size * env.world / (time.time() - epoch_start)
             bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
@@ -253,11 +221,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
             val_psnr = validate(model, device)
         result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
         if env.main:
-            checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
-                          "rng": {"torch": torch.get_rng_state(),
-                                  **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
-                          "config": dataclasses.asdict(config)}
+            checkpoint = training_state(model, optimizer, scheduler, epoch + 1, config, device)
             save_atomic(checkpoint, last)
             if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
                 save_atomic(checkpoint, out / f"epoch_{epoch + 1:03d}.pt")

@@ -7,6 +7,7 @@ import tempfile
 os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="dhif-inductor-")
 
 import pytest
+import torch
 from hypothesis import settings
 
 from helpers import CAVE_DIR, DEVICES, require_fused
@@ -33,3 +34,14 @@ def cave_dir():
     if not CAVE_DIR.is_dir():
         pytest.skip(f"CAVE data not found at {CAVE_DIR}")
     return CAVE_DIR
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests parametrised on the CUDA device carry the `cuda` marker (`pytest -m cuda` runs
+    just those on a GPU machine); `cuda` tests skip where there is no CUDA device."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("device") == "cuda":
+            item.add_marker(pytest.mark.cuda)
+        if item.get_closest_marker("cuda") and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device"))

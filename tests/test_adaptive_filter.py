@@ -216,6 +216,7 @@ def test_opcheck(fused_device, dim, padding, dtype):
                                *need_grads))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
 def test_torch_compile_fullgraph(fused_device, backend):
     torch._dynamo.reset()
@@ -283,7 +284,7 @@ def test_unknown_padding_and_impl_are_refused():
             torch.ops.dhif.adaptive_filter_forward(x, t, 3, "reflect", True)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_mixed_devices_are_refused():
     x, t = make_inputs((1, 2, 3, 4), 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match="same device"):
@@ -353,6 +354,7 @@ def test_cpu_kernels_follow_aten_capability():
     assert info["cpu_capability"] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("capability", ["DEFAULT", "AVX2", "AVX512"])
 def test_cpu_kernels_under_every_capability(capability):
     """This file's tests again, in a process whose kernels are those built for
@@ -365,7 +367,7 @@ def test_cpu_kernels_under_every_capability(capability):
     if build_info()["cpu_capability"] == capability:
         pytest.skip(f"{capability} is what this process runs: the rest of the suite tests it")
     command = [sys.executable, "-m", "pytest", __file__, "-q", "-x", "-p", "no:cacheprovider",
-               "-k", "not torch_compile and not under_every_capability"]
+               "-m", "not slow"]
     env = {**os.environ, "ATEN_CPU_CAPABILITY": capability.lower()}
     completed = subprocess.run(command, env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
     assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr[-2000:]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dhif.cli import main
-from dhif.train import load_checkpoint
+from dhif.checkpoint import load_checkpoint
 
 from authors_format import authors_state_dict, pickled_authors_model
 from helpers import SHARED_DATA

@@ -1,18 +1,13 @@
 """DHIFNet: parameter counts, shapes, generalisations, validation, and equality with the
 authors' network restated from the spec."""
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from dhif.models import DHIFNet, convert_original_state_dict, load_original_checkpoint
-from dhif.models.convert import infer_config
+from dhif.models import DHIFNet, ModelConfig, convert_original_state_dict, infer_config, load_original_checkpoint
 from dhif.ops import available_impls
-
-sys.path.append(str(Path(__file__).parents[1] / "benchmarks"))
-from measure import saved_tensor_bytes  # noqa: E402  (the benchmarks' memory accounting)
+from dhif.profiling import saved_tensor_bytes
 
 from authors_format import authors_forward, authors_shapes, authors_state_dict, pickled_authors_model
 from helpers import require_fused
@@ -150,8 +145,8 @@ def test_recomputing_taps_compiles():
 
 def test_converter_maps_every_name_and_infers_the_configuration():
     state = convert_original_state_dict({"module." + k: v for k, v in authors_state_dict(sf=16).items()})
-    assert infer_config(state) == dict(hsi_channels=31, msi_channels=3, scale=16, stages=4, taps=7, width=64,
-                                       head_width=None)
+    assert infer_config(state) == ModelConfig(hsi_channels=31, msi_channels=3, scale=16, stages=4, taps=7, width=64,
+                                              head_width=None)
     DHIFNet(scale=16).double().load_state_dict(state, strict=True)
     with pytest.raises(ValueError, match="unexpected parameter"):
         convert_original_state_dict({**authors_state_dict(), "extra.weight": torch.zeros(1)})

@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
-from dhif.train import TrainConfig, load_checkpoint, lr_factor, model_from_checkpoint, train
+from dhif.checkpoint import load_checkpoint, model_from_checkpoint
+from dhif.train import TrainConfig, lr_factor, train
 
 
 def tiny_config(out, **overrides):
     values = dict(out=str(out), scale=8, stages=1, width=4, head_width=8, epochs=2, samples_per_epoch=8,
-                  batch_size=4, patch=32, lr=1e-3, val_every=0, device="cpu", seed=0)
+                  batch_size=4, patch=32, lr=1e-3, val_every=0, device="cpu", seed=0, workers=0)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -37,7 +38,7 @@ def test_short_training_lowers_the_loss(tmp_path, bf16):
     dataset.set_epoch(999)  # a fixed batch that training never sees
     lr, msi, hr = (torch.stack(t) for t in zip(*[dataset[i] for i in range(4)]))
     torch.manual_seed(config.seed)
-    initial = DHIFNet(**config.model_kwargs())
+    initial = DHIFNet(config, filter_impl=config.filter_impl)
     from dhif.models.physics import init_observation_operators
 
     init_observation_operators(initial, spectral_response())

@@ -38,6 +38,11 @@ def load_cave(root, names=None) -> dict:
     return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names).items()}
 
 
+def crop_to_multiple(cube: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(C, H, W) cropped at the bottom and right to sizes that are multiples of `multiple`."""
+    return cube[:, :cube.shape[1] - cube.shape[1] % multiple, :cube.shape[2] - cube.shape[2] % multiple]
+
+
 class EpochSampledDataset(Dataset):
     """`samples` random training samples per epoch; sample `index` of epoch `e` draws from
     an RNG seeded by (seed, e, index) alone, so that a resumed run draws exactly what an
@@ -108,7 +113,22 @@ class SceneDataset(Dataset):
 
     def __getitem__(self, index):
         name = self.names[index]
-        hr = self.scenes[name]
-        height, width = (s - s % self.scale for s in hr.shape[1:])
-        hr = hr[:, :height, :width].contiguous()
+        hr = crop_to_multiple(self.scenes[name], self.scale).contiguous()
         return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr, name
+
+
+class PairPatchDataset(EpochSampledDataset):
+    """Random aligned patches (lr_hsi, hr_msi, target) of one real pair, with rot90 and flips."""
+
+    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0):
+        super().__init__(samples, seed)
+        self.lr_hsi, self.hr_msi, self.target, self.scale, self.patch = lr_hsi, hr_msi, target, scale, patch
+
+    def __getitem__(self, index):
+        rng = self.rng(index)
+        s, p = self.scale, self.patch
+        top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
+        left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
+        crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
+                 self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
+        return tuple(random_rot_flip(crops, rng))

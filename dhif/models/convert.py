@@ -11,6 +11,8 @@ import re
 import torch
 import torch.nn as nn
 
+from .config import ModelConfig
+
 _STAGE_SCALAR = re.compile(r"(lamda|eta)_(\d+)")
 _PREFIXES = [
     (re.compile(r"RT\."), "spectral_up."),
@@ -53,8 +55,8 @@ def convert_original_state_dict(state_dict: dict) -> dict:
     return converted
 
 
-def infer_config(state_dict: dict) -> dict:
-    """DHIFNet keyword arguments that fit a converted state_dict."""
+def infer_config(state_dict: dict) -> ModelConfig:
+    """The model configuration that fits a converted state_dict."""
     hsi = state_dict["spectral_up.0.weight"].shape[0]
     down = sorted(k for k in state_dict if k.startswith("spatial_down.") and k.endswith(".weight"))
     scale = 1
@@ -62,9 +64,10 @@ def infer_config(state_dict: dict) -> dict:
         scale *= state_dict[key].shape[-1] - (4 if state_dict[key].shape[-1] == 12 else 2)
     head = state_dict["filters.heads.0.4.weight"]
     hidden = state_dict["filters.heads.0.0.weight"].shape[0]
-    return dict(hsi_channels=hsi, msi_channels=state_dict["spectral_down.0.weight"].shape[0], scale=scale,
-                stages=state_dict["eta"].shape[0], taps=head.shape[0] // hsi,
-                width=state_dict["embed.weight"].shape[0], head_width=None if hidden == head.shape[0] else hidden)
+    return ModelConfig(hsi_channels=hsi, msi_channels=state_dict["spectral_down.0.weight"].shape[0], scale=scale,
+                       stages=state_dict["eta"].shape[0], taps=head.shape[0] // hsi,
+                       width=state_dict["embed.weight"].shape[0],
+                       head_width=None if hidden == head.shape[0] else hidden)
 
 
 class _PickledModule(nn.Module):

@@ -6,6 +6,7 @@ Generalised beyond the authors' code: any band counts, any power-of-two scale fr
 filter heads. At the reference configuration (31 bands, RGB, scale 8, 4 stages, width 64,
 7 taps) the parameters and the function are exactly the authors'.
 """
+import dataclasses
 import math
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
+from .config import ModelConfig
 
 SCALES = (2, 4, 8, 16, 32)
 UNET_DEPTH = 4  # average-pooling steps in the U-Net's encoder
@@ -93,37 +95,38 @@ class DHIFNet(nn.Module):
     this takes a fifth off what a step keeps for its backward (benchmarks/RESULTS.md).
     """
 
-    def __init__(self, hsi_channels: int = 31, msi_channels: int = 3, scale: int = 8, stages: int = 4,
-                 taps: int = 7, width: int = 64, filter_impl: str = "auto", head_width: int = None,
-                 recompute_taps: bool = None):
+    def __init__(self, config: ModelConfig = None, *, filter_impl: str = "auto", recompute_taps: bool = None,
+                 **overrides):
+        """config (ModelConfig, default the paper's), with any of its fields overridden by
+        keyword: DHIFNet(scale=4, stages=2)."""
         super().__init__()
-        if stages < 1:
-            raise ValueError(f"DHIFNet: stages must be at least 1, got {stages}")
-        if taps < 1 or taps % 2 == 0:
-            raise ValueError(f"DHIFNet: taps must be a positive odd number, got {taps}")
-        self.hsi_channels, self.msi_channels, self.scale = hsi_channels, msi_channels, scale
-        self.stages, self.taps, self.filter_impl = stages, taps, filter_impl
+        base = ModelConfig.from_dict(dataclasses.asdict(config)) if config is not None else ModelConfig()
+        self.config = c = dataclasses.replace(base, **overrides)
+        if c.stages < 1:
+            raise ValueError(f"DHIFNet: stages must be at least 1, got {c.stages}")
+        if c.taps < 1 or c.taps % 2 == 0:
+            raise ValueError(f"DHIFNet: taps must be a positive odd number, got {c.taps}")
+        self.hsi_channels, self.msi_channels, self.scale = c.hsi_channels, c.msi_channels, c.scale
+        self.stages, self.taps, self.filter_impl = c.stages, c.taps, filter_impl
         self.recompute_taps = recompute_taps
-        self.config = dict(hsi_channels=hsi_channels, msi_channels=msi_channels, scale=scale, stages=stages,
-                           taps=taps, width=width, head_width=head_width)
 
         # Learned observation operators: R (spectral response) and B (blur and decimate),
         # each with its adjoint-like partner, each conv followed by LeakyReLU.
-        self.spectral_down = nn.Sequential(nn.Conv2d(hsi_channels, msi_channels, 3, padding=1), nn.LeakyReLU())
-        self.spectral_up = nn.Sequential(nn.Conv2d(msi_channels, hsi_channels, 3, padding=1), nn.LeakyReLU())
+        self.spectral_down = nn.Sequential(nn.Conv2d(c.hsi_channels, c.msi_channels, 3, padding=1), nn.LeakyReLU())
+        self.spectral_up = nn.Sequential(nn.Conv2d(c.msi_channels, c.hsi_channels, 3, padding=1), nn.LeakyReLU())
         down, up = [], []
-        for factor in spatial_factors(scale):
+        for factor in spatial_factors(c.scale):
             kernel, stride, padding = _layer_geometry(factor)
-            down += [nn.Conv2d(hsi_channels, hsi_channels, kernel, stride, padding), nn.LeakyReLU()]
-            up += [nn.ConvTranspose2d(hsi_channels, hsi_channels, kernel, stride, padding), nn.LeakyReLU()]
+            down += [nn.Conv2d(c.hsi_channels, c.hsi_channels, kernel, stride, padding), nn.LeakyReLU()]
+            up += [nn.ConvTranspose2d(c.hsi_channels, c.hsi_channels, kernel, stride, padding), nn.LeakyReLU()]
         self.spatial_down = nn.Sequential(*down)
         self.spatial_up = nn.Sequential(*up)
 
-        self.embed = nn.Conv2d(hsi_channels + msi_channels, width, 3, padding=1)
-        self.dense = nn.ModuleList([nn.Conv2d(width * (t + 1), width, 3, padding=1) for t in range(stages)])
-        self.filters = FilterUNet(hsi_channels, taps, width, head_width)
-        self.eta = nn.Parameter(torch.empty(stages))  # step sizes
-        self.lam = nn.Parameter(torch.empty(stages))  # weights of the filter prior
+        self.embed = nn.Conv2d(c.hsi_channels + c.msi_channels, c.width, 3, padding=1)
+        self.dense = nn.ModuleList([nn.Conv2d(c.width * (t + 1), c.width, 3, padding=1) for t in range(c.stages)])
+        self.filters = FilterUNet(c.hsi_channels, c.taps, c.width, c.head_width)
+        self.eta = nn.Parameter(torch.empty(c.stages))  # step sizes
+        self.lam = nn.Parameter(torch.empty(c.stages))  # weights of the filter prior
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -164,10 +167,10 @@ class DHIFNet(nn.Module):
         if pad_h or pad_w:  # replicate-pad both inputs consistently, crop the result
             lr_hsi = F.pad(lr_hsi, [0, pad_w, 0, pad_h], mode="replicate")
             hr_msi = F.pad(hr_msi, [0, pad_w * self.scale, 0, pad_h * self.scale], mode="replicate")
-        z = self.fuse(lr_hsi, hr_msi)
+        z = self.unrolled(lr_hsi, hr_msi)
         return z[..., :height, :width]
 
-    def fuse(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+    def unrolled(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
         """The unrolled iterations on inputs whose sizes the U-Net can divide."""
         z = F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
         features = []

@@ -1,0 +1,25 @@
+"""The model configuration: the one list of what defines a DHIFNet's architecture. Every
+checkpoint carries these keys; DHIFNet, TrainConfig and the checkpoint readers derive
+from this class."""
+import dataclasses
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Defaults are the paper's CAVE configuration (31 bands, RGB, x8)."""
+    hsi_channels: int = 31
+    msi_channels: int = 3
+    scale: int = 8
+    stages: int = 4
+    taps: int = 7
+    width: int = 64           # U-Net base width
+    head_width: int = None    # hidden width of the filter heads; None: taps x bands
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        """The model's keys of a checkpoint's configuration (training keys are ignored)."""
+        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+
+    def model_dict(self) -> dict:
+        """The model's keys only, also of a subclass such as TrainConfig."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)}

@@ -1,0 +1,100 @@
+"""What a run leaves to look at: PNG figures, saved cubes and metric tables."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def false_colour(cube: np.ndarray) -> np.ndarray:
+    """(C, H, W) -> (H, W, 3) composite from bands near 650, 550 and 450 nm of 400-700 nm."""
+    bands = cube.shape[0]
+    picks = [round((bands - 1) * f) for f in (25 / 30, 15 / 30, 5 / 30)]
+    rgb = np.stack([cube[b] for b in picks], axis=-1)
+    return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-6), 0, 1)
+
+
+def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None):
+    """PNG figures of one scene: false-colour composites, per-pixel error maps and spectra
+    at a few pixels. `results` maps a method name to its (C, H, W) array; truth may be None
+    (fusion of real data without ground truth)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    panels = ([("truth", truth)] if truth is not None else []) + list(results.items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
+    for ax, (label, cube) in zip(axes[0], panels):
+        ax.imshow(false_colour(cube))
+        ax.set_title(label)
+        ax.axis("off")
+    fig.suptitle(f"{name}: false colour (~650/550/450 nm)")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{name}_composite.png", dpi=100)
+    plt.close(fig)
+    height, width = next(iter(results.values())).shape[1:]
+    pixels = pixels or [(height // 4, width // 4), (height // 2, width // 2), (3 * height // 4, 2 * width // 3)]
+    if truth is not None:
+        errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in results.items()}
+        vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
+        fig, axes = plt.subplots(1, len(errors), figsize=(3.4 * len(errors), 3.4), squeeze=False)
+        for ax, (label, error) in zip(axes[0], errors.items()):
+            image = ax.imshow(error, cmap="inferno", vmin=0, vmax=vmax)
+            ax.set_title(f"{label}: RMSE over bands")
+            ax.axis("off")
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8)
+        fig.savefig(out_dir / f"{name}_error.png", dpi=100)
+        plt.close(fig)
+    fig, axes = plt.subplots(1, len(pixels), figsize=(4 * len(pixels), 3.2), squeeze=False)
+    wavelengths = np.linspace(400, 700, next(iter(results.values())).shape[0])
+    for ax, (row, col) in zip(axes[0], pixels):
+        if truth is not None:
+            ax.plot(wavelengths, truth[:, row, col], "k-", lw=2, label="truth")
+        for label, cube in results.items():
+            ax.plot(wavelengths, cube[:, row, col], label=label)
+        ax.set_title(f"pixel ({row}, {col})")
+        ax.set_xlabel("wavelength (nm, nominal)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{name}_spectra.png", dpi=100)
+    plt.close(fig)
+
+
+def save_cube(path: Path, cube: np.ndarray):
+    """(C, H, W) as .npy, or as .mat with key 'hsi' in (H, W, C) like the authors' files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".mat":
+        from scipy.io import savemat
+
+        savemat(path, {"hsi": cube.transpose(1, 2, 0)}, do_compression=True)
+    else:
+        np.save(path, cube)
+
+
+def summarise(rows: list) -> list:
+    """Mean of every metric per method, as rows with scene 'mean'."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    names = [k for k in rows[0] if k not in ("scene", "method")] if rows else []
+    return [{"scene": "mean", "method": m, **{k: float(np.mean([r[k] for r in rows if r["method"] == m]))
+                                              for k in names}} for m in methods]
+
+
+def format_table(rows: list) -> str:
+    keys = ["scene", "method", "psnr", "sam", "ergas", "ssim", "rmse", "uiqi"]
+    lines = ["  ".join(f"{k:>10}" for k in keys)]
+    for row in rows + summarise(rows):
+        lines.append("  ".join(f"{row[k]:>10.4f}" if isinstance(row[k], float) else f"{str(row[k]):>10}"
+                               for k in keys))
+    return "\n".join(lines)
+
+
+def write_table(rows: list, out_dir: Path):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    everything = rows + summarise(rows)
+    with open(out_dir / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(everything[0]))
+        writer.writeheader()
+        writer.writerows(everything)
+    (out_dir / "metrics.json").write_text(json.dumps(everything, indent=2))
