@@ -208,6 +208,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         if sampler is not None:
             sampler.set_epoch(epoch)
         epoch_start, total, count = time.time(), 0.0, 0
+        epoch_lr = scheduler.get_last_lr()[0]  # the rate of this epoch's steps
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
         for lr_hsi, hr_msi, hr_hsi in bar:
             loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device), config.bf16)
@@ -230,7 +231,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                 row = csv.writer(f)
                 if new_log:
                     row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds"])
-                row.writerow([epoch + 1, f"{mean_loss:.6f}", f"{scheduler.get_last_lr()[0]:.6g}",
+                row.writerow([epoch + 1, f"{mean_loss:.6f}", f"{epoch_lr:.6g}",
                               "" if val_psnr is None else f"{val_psnr:.4f}", f"{time.time() - epoch_start:.1f}"])
             if writer is not None:
                 writer.add_scalar("loss/train", mean_loss, epoch + 1)

@@ -1,16 +1,19 @@
 """Training: the loss goes down, checkpoints are safe, a resumed run equals an
 uninterrupted one, and DDP runs with two gloo processes."""
+import csv
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import dhif.train
 from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
@@ -85,6 +88,35 @@ def test_learning_rate_schedule_is_the_papers():
     assert factor(6) == pytest.approx(0.95 ** 2)
     assert factor(146) == pytest.approx(0.95 ** 30)
     assert factor(400) == pytest.approx(0.95 ** 30)  # no decay after epoch 150
+
+
+def test_learning_rate_epoch_by_epoch_is_the_authors(tmp_path, monkeypatch):
+    """The authors call MultiStepLR(milestones=range(1, until, every), gamma).step(epoch) at
+    the start of each 0-based epoch: epoch 0 at the base rate, epoch 1 decayed once, ... The
+    rate the optimizer used in each epoch and the one in log.csv must both be that."""
+    config = tiny_config(tmp_path, epochs=8, samples_per_epoch=4, lr_decay_every=2, lr_decay_until=7)
+    used = []
+    original = dhif.train.train_step
+
+    def spy(model, optimizer, *args):
+        used.append(optimizer.param_groups[0]["lr"])
+        return original(model, optimizer, *args)
+
+    monkeypatch.setattr(dhif.train, "train_step", spy)
+    train(config, tiny_dataset(config), progress=False)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    authors = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=range(1, 7, 2), gamma=config.lr_decay)
+    expected = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # step(epoch) is deprecated, and what the authors call
+        for epoch in range(config.epochs):
+            authors.step(epoch)
+            expected.append(optimizer.param_groups[0]["lr"])
+    assert expected[:2] == [pytest.approx(1e-3), pytest.approx(0.95e-3)]
+    assert used == pytest.approx(expected)
+    with open(tmp_path / "log.csv") as f:
+        logged = [float(row["lr"]) for row in csv.DictReader(f)]
+    assert logged == pytest.approx(expected, rel=1e-5)
 
 
 DDP_SCRIPT = textwrap.dedent("""
