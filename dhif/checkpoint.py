@@ -15,22 +15,60 @@ from .models import DHIFNet, ModelConfig
 
 def save_atomic(obj, path: Path):
     """torch.save to a temporary file in the same folder, then rename: a reader never sees
-    half a checkpoint, whatever moment the run is killed."""
+    half a checkpoint, whatever moment the run is killed, and a failed write (a full disk)
+    leaves neither a partial file nor the temporary one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
+        raise ValueError(f"cannot write {path}: {error}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def why_unreadable(path: Path, error: Exception) -> str:
+    """What to tell a user about a file that torch.load could not read."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "the file is empty"
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch.save) or a pickle
+        return "it is not a PyTorch file"
+    text = str(error).strip()
+    return (text.splitlines()[0][:200] if text else type(error).__name__) + "; the file may be truncated"
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """A checkpoint written by `dhif train` or `dhif convert`, read without running pickled
+    code; a ValueError that says what the file is when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch.load raises many types for files it cannot read
+        text = str(error)
+        if "HSI_Fusion" in text or "Model." in text:
+            raise ValueError(f"{path} is one of the authors' pickled models, not a dhif checkpoint; convert it "
+                             f"first: dhif convert {path} converted.pt") from None
+        raise ValueError(f"cannot read {path} as a dhif checkpoint: {why_unreadable(path, error)}") from None
+    if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
+        raise ValueError(f"{path} is not a dhif checkpoint (no model weights and configuration in it); checkpoints "
+                         "come from dhif train or dhif convert")
+    return checkpoint
 
 
 def model_from_checkpoint(path, device="cpu", filter_impl="auto") -> DHIFNet:
     """A DHIFNet with the weights and configuration saved by `dhif train` or `dhif convert`."""
     checkpoint = load_checkpoint(path)
     model = DHIFNet(ModelConfig.from_dict(checkpoint["config"]), filter_impl=filter_impl)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:
+        raise ValueError(f"the weights in {path} do not fit its configuration: "
+                         f"{str(error).splitlines()[0]}") from None
     return model.to(device).eval()
 
 

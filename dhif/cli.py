@@ -71,32 +71,38 @@ def cmd_train(args):
                          val_every=args.val_every, val_tile=args.val_tile, tensorboard=args.tensorboard,
                          time_limit=args.time_limit * 60 if args.time_limit else None,
                          checkpoint_every=args.checkpoint_every)
-    train_scenes = load_cave(args.cave, args.train_scenes or CAVE_TRAIN_SCENES)
+    both = sorted(set(args.train_scenes or CAVE_TRAIN_SCENES) & set(args.val_scenes or CAVE_TEST_SCENES))
+    if both and args.val_every:
+        raise ValueError(f"{', '.join(both)}: both a training and a validation scene; validating on training "
+                         "data measures nothing. Choose other --val-scenes (or --val-every 0)")
+    train_scenes = load_cave(args.cave, args.train_scenes or CAVE_TRAIN_SCENES, require_all=bool(args.train_scenes))
     if not train_scenes:
-        sys.exit(f"no training scenes found under {args.cave}")
-    val_scenes = load_cave(args.cave, args.val_scenes or CAVE_TEST_SCENES) if args.val_every else None
+        raise ValueError(f"none of the training scenes ({', '.join(CAVE_TRAIN_SCENES)}) is under {args.cave}")
+    val_scenes = load_cave(args.cave, args.val_scenes or CAVE_TEST_SCENES,
+                           require_all=bool(args.val_scenes)) if args.val_every else None
     config.hsi_channels = next(iter(train_scenes.values())).shape[0]
     srf = _srf(args, config.hsi_channels)
     print(f"training on {len(train_scenes)} scenes: {', '.join(train_scenes)}", flush=True)
     dataset = PatchDataset(train_scenes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
                            config.seed)
     validate = scene_validator(val_scenes, config, srf) if val_scenes else None
-    result = train(config, dataset, validate, srf)
+    result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
     print(json.dumps(result))
 
 
 def cmd_test(args):
-    from .data import CAVE_TEST_SCENES, SceneDataset, load_cave
     from .checkpoint import model_from_checkpoint
-    from .evaluate import evaluate
-    from .report import format_table
+    from .data import CAVE_TEST_SCENES, SceneDataset, load_cave
+    from .evaluate import OUTPUTS, evaluate
+    from .report import claim_output, format_table
     from .train import pick_device
 
     device = pick_device(args.device)
     model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
-    scenes = load_cave(args.cave, args.scenes or CAVE_TEST_SCENES)
+    scenes = load_cave(args.cave, args.scenes or CAVE_TEST_SCENES, require_all=bool(args.scenes))
     if not scenes:
-        sys.exit(f"no test scenes found under {args.cave}")
+        raise ValueError(f"none of the test scenes ({', '.join(CAVE_TEST_SCENES)}) is under {args.cave}")
+    claim_output(args.out, OUTPUTS, args.overwrite)
     dataset = SceneDataset(scenes, model.scale, _srf(args, model.hsi_channels))
     rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
                     figures=not args.no_figures)
@@ -116,12 +122,19 @@ def cmd_convert(args):
     from .checkpoint import save_atomic
     from .models import DHIFNet, convert_original_state_dict, infer_config, load_original_checkpoint
 
-    state = convert_original_state_dict(load_original_checkpoint(args.input))
+    source, target = Path(args.input), Path(args.output)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give the checkpoint's file name, e.g. {target / 'converted.pt'}")
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"{target} is the input file itself; write the converted checkpoint to another file")
+    if target.exists() and not args.overwrite:
+        raise ValueError(f"{target} exists; pass --overwrite to replace it, or choose another output file")
+    state = convert_original_state_dict(load_original_checkpoint(source))
     config = infer_config(state)
     DHIFNet(config).load_state_dict(state, strict=True)  # refuses anything that does not fit
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": state, "config": dataclasses.asdict(config), "source": str(args.input)}, Path(args.output))
-    print(f"wrote {args.output}: DHIFNet({config})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"model": state, "config": dataclasses.asdict(config), "source": str(source)}, target)
+    print(f"wrote {target}: DHIFNet({config})")
 
 
 def cmd_demo(args):
@@ -131,6 +144,8 @@ def cmd_demo(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .data.readers import LAYOUTS
+    from .demo import DEFAULT_STEPS
     from .train import TrainConfig
 
     defaults = TrainConfig()
@@ -158,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-tile", type=positive_int, default=defaults.val_tile, help="tile size for validation images")
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument("--time-limit", type=positive_float, default=None, help="minutes; stop after the epoch that crosses it")
-    p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every)
+    p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every,
+                   help="also keep epoch_NNN.pt every N epochs (0: only last.pt)")
+    p.add_argument("--apply-changes", action="store_true", help="when resuming, continue with settings that differ "
+                   "from the checkpoint's (learning rate, patch, samples, seed, ...) instead of refusing")
     p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes")
     p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes")
     p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
@@ -172,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=positive_int, default=None, help="HR tile size (multiple of the scale) to bound memory")
     p.add_argument("--overlap", type=non_negative_int, default=32)
     p.add_argument("--save-cubes", choices=["npy", "mat"], default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's metrics, figures and cubes "
+                   "in --out")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--device", default="auto")
     _add_filter_impl_arg(p)
@@ -181,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)")
     p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.tif cube")
     p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz file")
-    p.add_argument("--hr-msi", required=True)
-    p.add_argument("--msi-key", default=None)
+    p.add_argument("--lr-layout", choices=LAYOUTS, default="auto", help="axes of the LR-HSI array: chw (bands "
+                   "first), hwc (bands last), or auto (only where the shape leaves no doubt)")
+    p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.tif image")
+    p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz file")
+    p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
                    "pair itself at reduced resolution (Wald's protocol)")
     p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
@@ -193,20 +216,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=positive_int, default=None)
     p.add_argument("--overlap", type=non_negative_int, default=32)
     p.add_argument("--out", default="fused")
-    p.add_argument("--format", choices=["npy", "mat"], default="npy")
+    p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_fuse)
 
     p = sub.add_parser("convert", help="the authors' released checkpoint -> a safe state_dict checkpoint")
-    p.add_argument("input")
-    p.add_argument("output")
+    p.add_argument("input", help="the authors' file, e.g. model_500.pth")
+    p.add_argument("output", help="the checkpoint to write (a .pt file)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate")
     p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
-    p.add_argument("--minutes", type=positive_float, default=4.0, help="training time")
-    p.add_argument("--out", default="demo_out")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
+                   help="optimisation steps of 4 patches, rounded up to a multiple of 8 (default: %(default)s, "
+                        "about 4 minutes on 2 CPU cores)")
+    p.add_argument("--out", default=None, help="output folder (default: demo_out, or demo_out_cave with --cave)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's results in --out")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)

@@ -8,6 +8,9 @@ from .baselines import BASELINES
 from .inference import reconstruct_image
 from .report import save_cube, save_figures, write_table
 
+# What evaluate() writes in its output folder.
+OUTPUTS = ("metrics.csv", "metrics.json", "figures", "cubes")
+
 
 def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_format=None, figures=True,
              baselines=("bicubic", "cs"), progress=True) -> list:

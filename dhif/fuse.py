@@ -7,27 +7,48 @@ to the full-resolution pair. The report gives that reduced-resolution accuracy a
 consistency of the fused cube with the LR-HSI it came from.
 """
 import json
-import shutil
 from pathlib import Path
+
+import torch
 
 from .baselines import bicubic
 from .checkpoint import model_from_checkpoint
 from .data import PairPatchDataset, crop_to_multiple, degrade, read_cube
 from .inference import reconstruct_image
 from .metrics import psnr, sam
-from .report import save_cube, save_figures
+from .report import claim_output, save_cube, save_figures, write_atomic
 from .train import TrainConfig, pick_device, train
 
 
+def _outputs(cube_format: str) -> tuple:
+    """What `dhif fuse` writes in its output folder."""
+    return ("run", f"fused.{cube_format}", "report.json", "fused_composite.png", "fused_spectra.png")
+
+
+def _check_finite(cube: torch.Tensor, path):
+    bad = int((~torch.isfinite(cube)).sum())
+    if bad:
+        raise ValueError(f"{path} holds {bad} NaN or infinite values; fill or mask them before fusing")
+
+
 def fuse_pair(args):
-    lr_hsi, hr_msi = read_cube(args.lr_hsi, args.lr_key), read_cube(args.hr_msi, args.msi_key)
+    lr_hsi = read_cube(args.lr_hsi, args.lr_key, args.lr_layout)
+    hr_msi = read_cube(args.hr_msi, args.msi_key, args.msi_layout)
+    _check_finite(lr_hsi, args.lr_hsi)
+    _check_finite(hr_msi, args.hr_msi)
     ratio = hr_msi.shape[1] / lr_hsi.shape[1]
     scale = args.scale or int(round(ratio))
     if hr_msi.shape[1] != lr_hsi.shape[1] * scale or hr_msi.shape[2] != lr_hsi.shape[2] * scale:
         raise ValueError(f"the HR-MSI {tuple(hr_msi.shape[1:])} is not the LR-HSI {tuple(lr_hsi.shape[1:])} "
                          f"times the scale {scale}")
+    smallest = scale * 16  # self-training degrades the LR-HSI by the scale, and the U-Net divides it by 16
+    if not args.checkpoint and min(lr_hsi.shape[1:]) < smallest:
+        raise ValueError(f"the LR-HSI is {lr_hsi.shape[1]} x {lr_hsi.shape[2]} pixels; training on the pair itself "
+                         f"at scale {scale} needs at least {smallest} x {smallest}. Give a trained model with "
+                         "--checkpoint instead")
     out = Path(args.out)
     device = pick_device(args.device)
+    claim_output(out, _outputs(args.format), args.overwrite)
     report = {"lr_hsi": list(lr_hsi.shape), "hr_msi": list(hr_msi.shape), "scale": scale}
     if args.checkpoint:
         model = model_from_checkpoint(args.checkpoint, device)
@@ -42,8 +63,6 @@ def fuse_pair(args):
                              head_width=args.head_width, epochs=1_000_000, samples_per_epoch=32, batch_size=4,
                              patch=patch, lr=1e-3, lr_decay_until=0, val_every=0, time_limit=args.minutes * 60,
                              device=args.device, seed=args.seed, workers=0)
-        if Path(config.out).exists():
-            shutil.rmtree(config.out)
         print(f"dhif fuse: no checkpoint; training {args.minutes:g} min on the pair at reduced resolution "
               f"({tuple(hsi_low.shape)} + {tuple(msi_low.shape)} -> {tuple(target.shape)})", flush=True)
         result = train(config, PairPatchDataset(hsi_low, msi_low, target, scale, patch, config.samples_per_epoch,
@@ -62,6 +81,6 @@ def fuse_pair(args):
     save_cube(out / f"fused.{args.format}", fused_np)
     save_figures(out, "fused", None, {"dhif": fused_np,
                                       "bicubic": bicubic(lr_hsi[None], None, scale)[0].clamp(0, 1).numpy()})
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(json.dumps(report, indent=2))
     print(f"fused cube {tuple(fused_np.shape)} and figures written to {out}/")

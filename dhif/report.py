@@ -1,9 +1,47 @@
-"""What a run leaves to look at: PNG figures, saved cubes and metric tables."""
+"""What a run leaves to look at: PNG figures, saved cubes and metric tables, and the
+output folder they go to."""
 import csv
+import io
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+
+def claim_output(out: Path, names, overwrite: bool):
+    """Makes `out` ready for a command that writes `names` (files or folders) in it, before
+    any long work: refuses, in one line, when an earlier run's `names` are there unless
+    `overwrite` (then only those are removed; nothing else in `out` is touched), and when
+    `out` cannot be written."""
+    out = Path(out)
+    present = [name for name in names if (out / name).exists()]
+    if present and not overwrite:
+        raise ValueError(f"{out} already holds {', '.join(present)} from an earlier run; pass --overwrite to "
+                         "replace them, or choose another --out")
+    for name in present:
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".dhif-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"cannot write to {out}: {error.strerror or error}") from None
+
+
+def write_atomic(path: Path, data):
+    """Writes text or bytes to a temporary file beside `path`, then renames it over `path`:
+    a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def false_colour(cube: np.ndarray) -> np.ndarray:
@@ -63,14 +101,18 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None):
 
 
 def save_cube(path: Path, cube: np.ndarray):
-    """(C, H, W) as .npy, or as .mat with key 'hsi' in (H, W, C) like the authors' files."""
+    """(C, H, W) as .npy, or as .mat with key 'hsi' in (H, W, C) like the authors' files,
+    written atomically."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     if path.suffix == ".mat":
         from scipy.io import savemat
 
-        savemat(path, {"hsi": cube.transpose(1, 2, 0)}, do_compression=True)
+        savemat(buffer, {"hsi": cube.transpose(1, 2, 0)}, do_compression=True)
     else:
-        np.save(path, cube)
+        np.save(buffer, cube)
+    write_atomic(path, buffer.getvalue())
 
 
 def summarise(rows: list) -> list:
@@ -93,8 +135,9 @@ def format_table(rows: list) -> str:
 def write_table(rows: list, out_dir: Path):
     out_dir.mkdir(parents=True, exist_ok=True)
     everything = rows + summarise(rows)
-    with open(out_dir / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(everything[0]))
-        writer.writeheader()
-        writer.writerows(everything)
-    (out_dir / "metrics.json").write_text(json.dumps(everything, indent=2))
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(everything[0]))
+    writer.writeheader()
+    writer.writerows(everything)
+    write_atomic(out_dir / "metrics.csv", table.getvalue())
+    write_atomic(out_dir / "metrics.json", json.dumps(everything, indent=2))

@@ -155,11 +155,38 @@ def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False) -> 
     return loss.detach()
 
 
-def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True) -> dict:
+# Settings that a resumed run may change freely: where and how it runs, how long, what it
+# reports. Any other difference from the checkpoint's configuration changes the training
+# itself, and a resume that silently mixed two configurations would not be exact.
+RESUME_FREE = {"out", "epochs", "device", "workers", "tensorboard", "val_every", "val_tile", "time_limit",
+               "checkpoint_every", "filter_impl"}
+
+
+def configuration_changes(saved: dict, config: TrainConfig) -> dict:
+    """{key: (checkpoint's value, config's value)} for the settings that differ."""
+    now = dataclasses.asdict(config)
+    return {k: (saved.get(k), v) for k, v in now.items() if k not in RESUME_FREE and saved.get(k) != v}
+
+
+def _apply_changes(changes: dict, config: TrainConfig, optimizer, scheduler):
+    """The new learning rate and schedule take effect from the epoch the run resumes at;
+    patch, samples, seed and the rest reach the dataset and the loop through config."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.lr
+    scheduler.base_lrs = [config.lr] * len(optimizer.param_groups)
+    for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
+        group["lr"] = config.lr * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True,
+          apply_changes: bool = False) -> dict:
     """Trains (or resumes from <out>/last.pt) a DHIFNet on a dataset of (lr_hsi, hr_msi,
     hr_hsi) samples that has set_epoch (PatchDataset). validate(model, device) -> PSNR runs
-    every config.val_every epochs. srf is needed for init_operators='physics'.
-    Returns {'epoch', 'loss', 'val_psnr', 'checkpoint'}."""
+    every config.val_every epochs. srf is needed for init_operators='physics'. A resume
+    refuses a configuration that differs from the checkpoint's, naming the keys, unless
+    apply_changes (then the new values apply from the resumed epoch on; the model's own
+    keys can never change). Returns {'epoch', 'loss', 'val_psnr', 'checkpoint'}."""
     out = Path(config.out)
     env = _Distributed(pick_device(config.device))
     device = env.device
@@ -174,11 +201,26 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                       "float32", RuntimeWarning, stacklevel=2)
     start_epoch = 0
     last = out / "last.pt"
+    finished = {}
     if last.exists():
-        start_epoch = restore_training_state(load_checkpoint(last, map_location=device), model, optimizer, scheduler,
-                                             device)
+        checkpoint = load_checkpoint(last, map_location=device)
+        changes = configuration_changes(checkpoint["config"], config)
+        described = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
+        fixed = sorted(set(changes) & set(ModelConfig().model_dict()))
+        if fixed or (changes and not apply_changes):
+            raise ValueError(f"{last} was trained with other settings ({described}); resume with the same settings"
+                             + ("" if fixed else ", or pass --apply-changes to continue with the new ones")
+                             + ", or choose another --out")
+        start_epoch = restore_training_state(checkpoint, model, optimizer, scheduler, device)
+        finished = checkpoint.get("metrics", {})
+        if changes:
+            _apply_changes(changes, config, optimizer, scheduler)
         if env.main:
-            print(f"resuming {last} at epoch {start_epoch}", flush=True)
+            print(f"resuming {last} at epoch {start_epoch}" + (f", applying {described}" if changes else ""),
+                  flush=True)
+            if start_epoch >= config.epochs:
+                print(f"{last} has already been trained for {start_epoch} epochs (--epochs {config.epochs})",
+                      flush=True)
     wrapped = model
     if env.world > 1:
         wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
@@ -195,13 +237,19 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(out / "tensorboard")
-    started, result = time.time(), {"epoch": start_epoch, "loss": None, "val_psnr": None, "checkpoint": str(last)}
-    # A time-budgeted run (demo, fuse) shows one bar over its budget; an epoch-counted
-    # run shows one bar per epoch and a line after each.
-    budget_bar = tqdm(total=round(config.time_limit or 0), unit="s", desc="training",
-                      disable=not (progress and env.main and config.time_limit), bar_format=
-                      "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s{postfix}")
-    per_epoch = progress and env.main and not config.time_limit
+    started = time.time()
+    result = {"epoch": start_epoch, "loss": finished.get("loss"), "val_psnr": finished.get("val_psnr"),
+              "checkpoint": str(last)}
+    # A time-budgeted run (fuse) shows one bar over its budget, a run of short epochs (the
+    # demo's) one bar over its epochs; a run of long epochs shows one bar per epoch and a
+    # line after each.
+    short_epochs = len(loader) < 50
+    whole_run = progress and env.main and bool(config.time_limit or short_epochs)
+    budget_bar = tqdm(total=round(config.time_limit) if config.time_limit else config.epochs,
+                      initial=0 if config.time_limit else start_epoch, desc="training", disable=not whole_run,
+                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} "
+                                 + ("s" if config.time_limit else "epochs") + "{postfix}")
+    per_epoch = progress and env.main and not whole_run
     model.train()
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
@@ -223,6 +271,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
         if env.main:
             checkpoint = training_state(model, optimizer, scheduler, epoch + 1, config, device)
+            checkpoint["metrics"] = {"loss": mean_loss, "val_psnr": val_psnr}
             save_atomic(checkpoint, last)
             if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
                 save_atomic(checkpoint, out / f"epoch_{epoch + 1:03d}.pt")
@@ -242,7 +291,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
             if per_epoch:
                 tqdm.write(message)
             budget_bar.set_postfix_str(message, refresh=False)
-            budget_bar.update(min(time.time() - started, budget_bar.total) - budget_bar.n)
+            done = min(time.time() - started, budget_bar.total) if config.time_limit else epoch + 1
+            budget_bar.update(done - budget_bar.n)
         env.barrier()
         # Every rank stops after the same epoch: rank 0's clock decides.
         if config.time_limit and env.mean(float(env.main and time.time() - started > config.time_limit)) > 0:

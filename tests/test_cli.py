@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,15 +28,84 @@ def test_console_script_is_installed():
         assert completed.returncode == 0 and "demo" in completed.stdout, command
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--minutes", "0.05", "--out", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("demo result") and "bicubic: PSNR" in last and "DHIF-Net: PSNR" in last
+def _summary(capsys):
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--steps", "8", "--out", str(out)]) == 0
+    first = _summary(capsys)
+    assert first.startswith("demo result (synthetic, x8, 8 steps): ")
+    for label in ("bicubic: PSNR", "component substitution: PSNR", "DHIF-Net: PSNR"):
+        assert label in first
     for suffix in ("composite", "error", "spectra"):
-        assert (tmp_path / "figures" / f"synthetic_{suffix}.png").stat().st_size > 1000
-    rows = json.loads((tmp_path / "metrics.json").read_text())
+        assert (out / "figures" / f"synthetic_{suffix}.png").stat().st_size > 1000
+    rows = json.loads((out / "metrics.json").read_text())
     assert {r["method"] for r in rows} == {"dhif", "bicubic", "cs"}
+    assert main(["demo", "--steps", "8", "--out", str(out), "--overwrite"]) == 0
+    assert _summary(capsys) == first  # seeded and counted in steps: the same numbers again
+
+
+def test_demo_keeps_an_earlier_run_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "demo"
+    (out / "run").mkdir(parents=True)
+    (out / "run" / "notes.txt").write_text("mine")
+    (out / "metrics.csv").write_text("mine")
+    assert main(["demo", "--steps", "8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "run, metrics.csv" in err[0]
+    assert (out / "run" / "notes.txt").read_text() == "mine" and (out / "metrics.csv").read_text() == "mine"
+
+
+def test_unwritable_output_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["demo", "--steps", "8", "--out", str(tmp_path / "a_file" / "demo")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dhif demo: error: cannot write to")
+
+
+def _pair(tmp_path, lr_size=32, scale=2, nan=False):
+    rng = np.random.default_rng(0)
+    lr = rng.random((4, lr_size, lr_size)).astype(np.float32)
+    if nan:
+        lr[1, 2, 3] = np.nan
+    msi = rng.random((3, lr_size * scale, lr_size * scale)).astype(np.float32)
+    np.save(tmp_path / "lr.npy", lr)
+    np.save(tmp_path / "msi.npy", msi)
+    return ["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"), "--lr-layout", "chw",
+            "--msi-layout", "chw", "--minutes", "0.01", "--width", "4", "--stages", "1", "--head-width", "8",
+            "--device", "cpu", "--out", str(tmp_path / "fused")]
+
+
+def test_fuse_refuses_nan_inputs_in_one_line(tmp_path, capsys):
+    assert main(_pair(tmp_path, nan=True)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 NaN or infinite values" in err[0]
+    assert not (tmp_path / "fused").exists()
+
+
+def test_fuse_refuses_an_lr_hsi_too_small_to_train_on(tmp_path, capsys):
+    assert main(_pair(tmp_path, lr_size=16)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least 32 x 32" in err[0] and "--checkpoint" in err[0]
+
+
+def test_fuse_writes_valid_json_and_keeps_earlier_results(tmp_path, capsys):
+    argv = _pair(tmp_path)
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "fused" / "report.json").read_text(), parse_constant=pytest.fail)
+    assert report["scale"] == 2
+    (tmp_path / "fused" / "run" / "notes.txt").write_text("mine")
+    assert main(argv) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "fused" / "run" / "notes.txt").read_text() == "mine"
+    assert main(argv + ["--overwrite"]) == 0
+
+
+def test_an_array_name_for_a_npy_file_is_refused(tmp_path, capsys):
+    assert main(_pair(tmp_path) + ["--lr-key", "hyprImg"]) == 2
+    assert "single array" in capsys.readouterr().err
 
 
 def test_convert_writes_a_weights_only_checkpoint(tmp_path):
@@ -50,6 +120,42 @@ def test_errors_exit_non_zero(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_convert_never_replaces_a_file_without_overwrite(tmp_path, capsys):
+    source = tmp_path / "model_500.pth"
+    pickled_authors_model(authors_state_dict(dtype=torch.float32), source)
+    original = source.read_bytes()
+    assert main(["convert", str(source), str(source)]) == 2
+    assert "the input file itself" in capsys.readouterr().err and source.read_bytes() == original
+    assert main(["convert", str(source), str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "out.pt").write_text("mine")
+    assert main(["convert", str(source), str(tmp_path / "out.pt")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "out.pt").read_text() == "mine"
+    assert main(["convert", str(source), str(tmp_path / "out.pt"), "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("content,message", [(b"", "the file is empty"),
+                                             (b"hello, this is text\n", "it is not a PyTorch file")])
+def test_unreadable_files_are_described(tmp_path, capsys, content, message):
+    (tmp_path / "file.pt").write_bytes(content)
+    assert main(["convert", str(tmp_path / "file.pt"), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_checkpoint_errors_say_what_to_do(tmp_path, capsys):
+    pickled_authors_model(authors_state_dict(dtype=torch.float32), tmp_path / "model_500.pth")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    expected = {"model_500.pth": "dhif convert", "other.pt": "not a dhif checkpoint", "empty.pt": "the file is empty"}
+    for name, message in expected.items():
+        assert main(["test", "--cave", str(tmp_path), "--checkpoint", str(tmp_path / name), "--device", "cpu",
+                     "--out", str(tmp_path / "results")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (name, err)
+
+
 def test_train_and_test_on_real_cave(cave_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--cave", str(cave_dir), "--out", str(run), "--train-scenes", "balloons", "--epochs", "1",
@@ -62,6 +168,23 @@ def test_train_and_test_on_real_cave(cave_dir, tmp_path, capsys):
     assert "watercolors" in capsys.readouterr().out
     assert (tmp_path / "res" / "cubes" / "watercolors.npy").exists()
     assert (tmp_path / "res" / "figures" / "watercolors_composite.png").exists()
+    metrics = (tmp_path / "res" / "metrics.csv").read_text()
+    test = ["test", "--cave", str(cave_dir), "--checkpoint", str(run / "last.pt"), "--out", str(tmp_path / "res"),
+            "--scenes", "watercolors", "--device", "cpu"]
+    assert main(test) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "res" / "metrics.csv").read_text() == metrics
+    assert main(test[:-4] + ["--scenes", "watercolours", "--device", "cpu"]) == 2
+    assert "no CAVE scene 'watercolours'" in capsys.readouterr().err
+
+
+def test_scene_mistakes_are_named(cave_dir, tmp_path, capsys):
+    base = ["train", "--cave", str(cave_dir), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    assert main(base + ["--train-scenes", "ballons"]) == 2
+    err = capsys.readouterr().err
+    assert "no CAVE scene 'ballons'" in err and "balloons" in err
+    assert main(base + ["--train-scenes", "balloons", "--val-scenes", "balloons"]) == 2
+    assert "both a training and a validation scene" in capsys.readouterr().err
 
 
 def test_fuse_the_real_houston_pair(tmp_path):
@@ -73,8 +196,6 @@ def test_fuse_the_real_houston_pair(tmp_path):
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["scale"] == 4 and "reduced_resolution" in report
-    import numpy as np
-
     assert np.load(tmp_path / "fused.npy").shape == (48, 512, 512)
     assert (tmp_path / "fused_composite.png").exists()
 
@@ -89,7 +210,7 @@ BAD_ARGUMENTS = [
     ["train", "--cave", "x", "--lr", "nan"],
     ["test", "--cave", "x", "--checkpoint", "c.pt", "--overlap", "-8"],
     ["fuse", "--lr-hsi", "a.npy", "--hr-msi", "b.npy", "--minutes", "0"],
-    ["demo", "--minutes", "-1"],
+    ["demo", "--steps", "0"],
 ]
 
 

@@ -49,7 +49,7 @@ def test_cave_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="toy_ms_07.png"):
         read_cave_scene(scene)
     band.unlink()
-    with pytest.raises(ValueError, match=r"missing bands \[7\]"):
+    with pytest.raises(ValueError, match=r"missing \[7\]"):
         read_cave_scene(scene)
     PIL.fromarray(np.zeros((9, 12), dtype=np.uint16)).save(band)
     with pytest.raises(ValueError, match="toy_ms_07.png"):
@@ -86,12 +86,78 @@ def test_cube_formats_round_trip(tmp_path):
         f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
     for name, key in [("a.npy", None), ("a.npz", "hsi"), ("v5.mat", "hsi"), ("v5.mat", None), ("v73.mat", "hsi"),
                       ("a.tif", None)]:
-        np.testing.assert_array_equal(read_cube(tmp_path / name, key).numpy(), cube, err_msg=name)
+        layout = "hwc" if name.endswith(".mat") else "chw"
+        np.testing.assert_array_equal(read_cube(tmp_path / name, key, layout).numpy(), cube, err_msg=name)
     with pytest.raises(KeyError, match="nothing"):
         read_cube(tmp_path / "v5.mat", "nothing")
     (tmp_path / "broken.mat").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="broken.mat"):
         read_cube(tmp_path / "broken.mat")
+
+
+def test_layout_is_stated_or_unambiguous(tmp_path):
+    rng = np.random.default_rng(0)
+    ambiguous = rng.random((20, 100, 50)).astype(np.float32)  # 20 rows and 50 bands, or 20 bands?
+    np.save(tmp_path / "ambiguous.npy", ambiguous)
+    with pytest.raises(ValueError, match="cannot tell which axis"):
+        read_cube(tmp_path / "ambiguous.npy")
+    assert read_cube(tmp_path / "ambiguous.npy", layout="hwc").shape == (50, 20, 100)
+    assert read_cube(tmp_path / "ambiguous.npy", layout="chw").shape == (20, 100, 50)
+    with pytest.raises(ValueError, match="unknown layout 'whc'"):
+        read_cube(tmp_path / "ambiguous.npy", layout="whc")
+    np.save(tmp_path / "clear.npy", rng.random((64, 80, 8)).astype(np.float32))
+    assert read_cube(tmp_path / "clear.npy").shape == (8, 64, 80)
+
+
+def test_array_name_is_refused_for_single_array_files(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((3, 8, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="single array"):
+        read_cube(tmp_path / "a.npy", "hyprImg")
+
+
+def _replace_band(scene, number, array, mode=None):
+    path = scene / scene.name / f"toy_ms_{number:02d}.png"
+    image = PIL.fromarray(array, mode=mode) if mode else PIL.fromarray(array)
+    image.save(path)
+    return path
+
+
+def test_band_images_of_one_scene_share_a_bit_depth(tmp_path):
+    scene, _ = write_cave_folder(tmp_path)
+    _replace_band(scene, 3, np.full((8, 12), 200, dtype=np.uint8))
+    with pytest.raises(ValueError, match="bit depth"):
+        read_cave_scene(scene)
+
+
+def test_colour_band_images_must_be_grey(tmp_path):
+    scene, _ = write_cave_folder(tmp_path, eight_bit=True)
+    colour = np.zeros((8, 12, 3), dtype=np.uint8)
+    colour[..., 0] = 10
+    _replace_band(scene, 5, colour)
+    with pytest.raises(ValueError, match="red, green and blue differ"):
+        read_cave_scene(scene)
+
+
+def test_palette_band_images_are_refused(tmp_path):
+    scene, _ = write_cave_folder(tmp_path, eight_bit=True)
+    palette = PIL.fromarray(np.zeros((8, 12), dtype=np.uint8), mode="L").convert("P")
+    palette.save(scene / scene.name / "toy_ms_02.png")
+    with pytest.raises(ValueError, match="palette"):
+        read_cave_scene(scene)
+
+
+def test_band_numbered_zero_is_named(tmp_path):
+    scene, _ = write_cave_folder(tmp_path)
+    _replace_band(scene, 0, np.zeros((8, 12), dtype=np.uint16))
+    with pytest.raises(ValueError, match=r"unexpected \[0\]"):
+        read_cave_scene(scene)
+
+
+def test_misspelled_scene_is_named_with_the_valid_ones(tmp_path):
+    write_cave_folder(tmp_path)
+    assert find_cave_scenes(tmp_path, ["ballons"]) == {}  # the defaults: absent scenes are skipped
+    with pytest.raises(ValueError, match=r"no CAVE scene 'ballons' under .*; scenes there: toy"):
+        find_cave_scenes(tmp_path, ["ballons"], require_all=True)
 
 
 def test_integer_cubes_are_scaled_to_unit_range(tmp_path):

@@ -80,6 +80,33 @@ def test_resume_continues_exactly(tmp_path):
     assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
 
 
+def test_resume_refuses_changed_settings_unless_asked(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    train(config, tiny_dataset(config), progress=False)
+    for changed in (dict(lr=5e-4), dict(patch=16), dict(samples_per_epoch=16), dict(seed=3)):
+        config = tiny_config(tmp_path, epochs=2, **changed)
+        with pytest.raises(ValueError, match=f"{next(iter(changed))} .* -> .*--apply-changes"):
+            train(config, tiny_dataset(config), progress=False)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1  # nothing trained
+    with pytest.raises(ValueError, match="width 4 -> 8") as refused:
+        train(tiny_config(tmp_path, epochs=2, width=8), None, progress=False, apply_changes=True)
+    assert "--apply-changes" not in str(refused.value)  # the model itself cannot change
+    config = tiny_config(tmp_path, epochs=2, lr=5e-4)
+    train(config, tiny_dataset(config), progress=False, apply_changes=True)
+    checkpoint = load_checkpoint(tmp_path / "last.pt")
+    assert checkpoint["epoch"] == 2 and checkpoint["config"]["lr"] == 5e-4
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4 * 0.95)  # epoch 2's decay
+    with open(tmp_path / "log.csv") as f:
+        assert [float(row["lr"]) for row in csv.DictReader(f)][1] == pytest.approx(5e-4 * 0.95)
+
+
+def test_rerunning_a_finished_run_reports_its_result(tmp_path):
+    config = tiny_config(tmp_path, epochs=1)
+    first = train(config, tiny_dataset(config), progress=False)
+    again = train(config, tiny_dataset(config), progress=False)
+    assert again == first and again["loss"] is not None
+
+
 def test_learning_rate_schedule_is_the_papers():
     factor = lr_factor(TrainConfig())
     assert factor(0) == 1.0

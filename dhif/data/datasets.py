@@ -21,21 +21,26 @@ CAVE_TEST_SCENES = [
 ]
 
 
-def find_cave_scenes(root, names=None) -> dict:
+def find_cave_scenes(root, names=None, require_all: bool = False) -> dict:
     """{name: folder} of the CAVE scenes under `root` (the database's complete_ms_data).
-    With `names`, only those, in that order; scenes not present are left out."""
+    With `names`, only those, in that order; scenes not present are left out, or with
+    require_all (names a user typed) refused, naming the scenes that are there."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"CAVE folder not found: {root}")
     present = {p.name[:-3]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.endswith("_ms")}
     if names is None:
         return present
+    absent = [name for name in names if name not in present]
+    if absent and require_all:
+        raise ValueError(f"no CAVE scene {', '.join(map(repr, absent))} under {root}; scenes there: "
+                         f"{', '.join(present) or 'none'}")
     return {name: present[name] for name in names if name in present}
 
 
-def load_cave(root, names=None) -> dict:
-    """{name: Tensor[31, H, W]} for the CAVE scenes found under root."""
-    return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names).items()}
+def load_cave(root, names=None, require_all: bool = False) -> dict:
+    """{name: Tensor[31, H, W]} for the CAVE scenes found under root (see find_cave_scenes)."""
+    return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names, require_all).items()}
 
 
 def crop_to_multiple(cube: torch.Tensor, multiple: int) -> torch.Tensor:

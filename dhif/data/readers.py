@@ -9,21 +9,29 @@ import torch
 CAVE_BAND = re.compile(r".*_(\d+)\.png$", re.IGNORECASE)
 
 
-def _png_band(path: Path) -> np.ndarray:
+def _png_band(path: Path):
+    """One band image as (float32 array in [0, 1], bits per sample)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image.load()
+            mode = image.mode
             array = np.asarray(image)
     except Exception as error:
         raise ValueError(f"cannot read CAVE band {path}: {error}") from error
+    if mode == "P":
+        raise ValueError(f"CAVE band {path} is a palette image (its pixels are palette indices, not intensities); "
+                         "save it as a greyscale PNG")
     if array.ndim == 3:  # watercolors: 8-bit RGBA with R = G = B
+        if not (np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0], array[..., 2])):
+            raise ValueError(f"CAVE band {path} is a colour image whose red, green and blue differ; a band image "
+                             "is greyscale (or R = G = B)")
         array = array[..., 0]
     if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
+        return array.astype(np.float32) / 255.0, 8
     if array.dtype in (np.uint16, np.int32, np.uint32):  # Pillow opens 16-bit PNGs as I;16 or I
-        return array.astype(np.float32) / 65535.0
+        return array.astype(np.float32) / 65535.0, 16
     raise ValueError(f"CAVE band {path} has unexpected pixel type {array.dtype}")
 
 
@@ -43,8 +51,13 @@ def cave_band_files(folder) -> list:
     files.sort(key=lambda p: int(CAVE_BAND.match(p.name).group(1)))
     numbers = [int(CAVE_BAND.match(p.name).group(1)) for p in files]
     if numbers != list(range(1, len(files) + 1)):
-        missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
-        raise ValueError(f"CAVE scene {folder} is missing bands {missing} (found {len(files)} band files)")
+        expected = set(range(1, max(numbers) + 1))
+        missing, unexpected = sorted(expected - set(numbers)), sorted(set(numbers) - expected)
+        duplicated = sorted({n for n in numbers if numbers.count(n) > 1})
+        problems = ([f"missing {missing}"] if missing else []) + ([f"unexpected {unexpected}"] if unexpected else []) \
+            + ([f"more than one file for {duplicated}"] if duplicated else [])
+        raise ValueError(f"CAVE scene {folder}: band files must be numbered _01 to _NN; band numbers "
+                         f"{'; '.join(problems)} (found {len(files)} band files)")
     return files
 
 
@@ -57,26 +70,46 @@ def read_cave_scene(path, bands: int = 31) -> torch.Tensor:
     files = cave_band_files(path)
     if bands is not None and len(files) != bands:
         raise ValueError(f"CAVE scene {path} has {len(files)} bands, expected {bands}")
-    planes = [_png_band(f) for f in files]
-    for f, plane in zip(files, planes):
+    bands_read = [_png_band(f) for f in files]
+    planes = [plane for plane, _ in bands_read]
+    for f, (plane, bits) in zip(files, bands_read):
         if plane.shape != planes[0].shape:
             raise ValueError(f"band {f} is {plane.shape}, the first band is {planes[0].shape}")
+        if bits != bands_read[0][1]:
+            raise ValueError(f"band {f} is {bits}-bit and {files[0].name} is {bands_read[0][1]}-bit: the bands of "
+                             "a scene must share one bit depth to share one scale")
     return torch.from_numpy(np.stack(planes))
 
 
+LAYOUTS = ("auto", "chw", "hwc")
+
+
+def _guess_layout(shape) -> str:
+    """'hwc' or 'chw' where the shape says so without doubt, else a ValueError."""
+    h, w, c = shape
+    if h == w != c:
+        return "hwc"
+    if w == c != h:
+        return "chw"
+    # Otherwise the bands are the end axis that is clearly the smallest: both ends being
+    # small ((20, 100, 50): 20 rows and 50 bands, or 20 bands and 50 columns?) is a guess.
+    small, large = sorted((shape[0], shape[2]))
+    if small * 4 <= large and small <= shape[1] and shape[0] != shape[2]:
+        return "chw" if shape[0] == small else "hwc"
+    raise ValueError(f"cannot tell which axis of an array of shape {tuple(shape)} holds the bands; give the "
+                     "layout: 'chw' (bands first) or 'hwc' (bands last)")
+
+
 def _to_chw(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if array.ndim == 2:
         array = array[None]
+        layout = "chw"
     if array.ndim != 3:
         raise ValueError(f"expected a 3-D cube, got shape {array.shape}")
-    if layout == "auto":  # square images: the odd axis out is the bands; else the smallest
-        h, w, c = array.shape
-        if h == w != c:
-            layout = "hwc"
-        elif w == c != h:
-            layout = "chw"
-        else:
-            layout = "hwc" if c < min(h, w) else "chw"
+    if layout == "auto":
+        layout = _guess_layout(array.shape)
     return array.transpose(2, 0, 1) if layout == "hwc" else array
 
 
@@ -105,6 +138,8 @@ def read_array(path, key: str = None) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     suffix = path.suffix.lower()
+    if key is not None and suffix in (".npy", ".tif", ".tiff"):
+        raise ValueError(f"{path} holds a single array, so an array name ({key!r}) does not apply to it")
     try:
         if suffix == ".npy":
             return np.load(path)
@@ -129,7 +164,11 @@ def read_array(path, key: str = None) -> np.ndarray:
 
 def read_cube(path, key: str = None, layout: str = "auto") -> torch.Tensor:
     """A hyperspectral cube (C, H, W) float32 from .mat/.npy/.npz/.tif. Integer data are
-    divided by their type's maximum; float data are returned as stored. layout: 'auto',
-    'chw' or 'hwc'."""
+    divided by their type's maximum; float data are returned as stored. layout: 'chw'
+    (bands first), 'hwc' (bands last) or 'auto', which decides only when the shape leaves
+    no doubt (square images, or one end axis far smaller than the other) and otherwise
+    asks for the layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     array = _to_chw(read_array(path, key), layout)
     return torch.from_numpy(np.ascontiguousarray(_to_unit_float(array)))

@@ -7,6 +7,7 @@ classes under those three names and the torch.nn modules such a file holds. No c
 the file runs, and the authors' source tree is not needed.
 """
 import re
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -92,12 +93,16 @@ def load_original_checkpoint(path) -> dict:
     Accepts a whole pickled model (their release format, possibly DataParallel-wrapped)
     or a state_dict. Tensors are loaded onto the CPU.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"file not found: {path}")
     with torch.serialization.safe_globals(_AUTHORS_CLASSES + _TORCH_CLASSES):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # the weights-only unpickler names what it refused
+            from ..checkpoint import why_unreadable
+
             raise ValueError(f"cannot read {path} as a DHIF-Net checkpoint without running pickled code: "
-                             f"{error}") from error
+                             f"{why_unreadable(path, error)}") from None
     if isinstance(obj, nn.Module):
         return obj.state_dict()
     if isinstance(obj, dict):
