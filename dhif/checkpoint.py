@@ -83,7 +83,8 @@ def training_state(model, optimizer, scheduler, epoch: int, config, device: torc
 
 
 def restore_training_state(checkpoint: dict, model, optimizer, scheduler, device: torch.device) -> int:
-    """Loads training_state's dict into the run's objects; returns the epoch to start at."""
+    """Loads training_state's dict into the run's objects; returns the epoch to start at
+    (for a checkpoint saved mid-epoch, that epoch; its "interrupted" entry says where)."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])

@@ -28,7 +28,7 @@ positive_float = _number(float, 1e-9, "a positive number")
 
 def _add_model_args(parser, defaults):
     parser.add_argument("--scale", type=positive_int, default=defaults.scale, help="spatial ratio HR / LR (2..32)")
-    parser.add_argument("--stages", type=positive_int, default=defaults.stages)
+    parser.add_argument("--stages", type=positive_int, default=defaults.stages, help="unrolled stages")
     parser.add_argument("--width", type=positive_int, default=defaults.width,
                         help="U-Net base width (64 in the paper)")
     parser.add_argument("--head-width", type=positive_int, default=None, help="hidden width of the filter heads "
@@ -148,30 +148,41 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import DEFAULT_STEPS
     from .train import TrainConfig
 
+    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES
+
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="dhif", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    scenes = (f"CAVE training scenes (the authors' split): {', '.join(CAVE_TRAIN_SCENES)}.\n"
+              f"CAVE test scenes: {', '.join(CAVE_TEST_SCENES)}.")
+    # Every option shows its default; the scene names close the help of the commands that take scenes.
+    command = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
-    p = sub.add_parser("info", help="which kernels are compiled and active")
+    p = sub.add_parser("info", help="which kernels are compiled and active", **command)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)")
+    p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)", epilog=scenes,
+                       **command)
     p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
     p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
     _add_model_args(p, defaults)
-    p.add_argument("--epochs", type=positive_int, default=defaults.epochs)
+    p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all (a resumed "
+                   "run continues up to this)")
     p.add_argument("--samples", type=positive_int, default=defaults.samples_per_epoch, help="training samples per epoch")
-    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size)
-    p.add_argument("--patch", type=positive_int, default=defaults.patch)
-    p.add_argument("--lr", type=positive_float, default=defaults.lr)
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--workers", type=non_negative_int, default=defaults.workers)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="patches per step")
+    p.add_argument("--patch", type=positive_int, default=defaults.patch, help="HR patch size in pixels (a multiple "
+                   "of the scale)")
+    p.add_argument("--lr", type=positive_float, default=defaults.lr, help="Adam's initial learning rate (x0.95 every "
+                   "5 epochs up to epoch 150, as the authors)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and of every sample")
+    p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="DataLoader processes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
                    "GPUs and on CPUs with AVX512-BF16 or AMX")
     p.add_argument("--val-every", type=non_negative_int, default=defaults.val_every, help="epochs between validations (0: none)")
-    p.add_argument("--val-tile", type=positive_int, default=defaults.val_tile, help="tile size for validation images")
-    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--val-tile", type=positive_int, default=defaults.val_tile, help="HR tile size in pixels for "
+                   "validation images")
+    p.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard")
     p.add_argument("--time-limit", type=positive_float, default=None, help="minutes; stop after the epoch that crosses it")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every,
                    help="also keep epoch_NNN.pt every N epochs (0: only last.pt)")
@@ -182,23 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes")
-    p.add_argument("--cave", required=True)
+    p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes", epilog=scenes, **command)
+    p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
     p.add_argument("--checkpoint", required=True, help="from `dhif train` or `dhif convert`")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default="results", help="folder for metrics.csv/json, figures/ and cubes/")
     p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes")
     p.add_argument("--tile", type=positive_int, default=None, help="HR tile size (multiple of the scale) to bound memory")
-    p.add_argument("--overlap", type=non_negative_int, default=32)
-    p.add_argument("--save-cubes", choices=["npy", "mat"], default=None)
+    p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR "
+                   "pixels (a multiple of the scale)")
+    p.add_argument("--save-cubes", choices=["npy", "mat"], default=None, help="also save the fused cubes")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's metrics, figures and cubes "
                    "in --out")
-    p.add_argument("--no-figures", action="store_true")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_filter_impl_arg(p)
-    p.add_argument("--srf", default="nikon_d700")
+    p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
     p.set_defaults(func=cmd_test)
 
-    p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)")
+    p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
     p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.tif cube")
     p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz file")
     p.add_argument("--lr-layout", choices=LAYOUTS, default="auto", help="axes of the LR-HSI array: chw (bands "
@@ -209,34 +221,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
                    "pair itself at reduced resolution (Wald's protocol)")
     p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
-    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time without --checkpoint")
-    p.add_argument("--width", type=positive_int, default=16)
-    p.add_argument("--stages", type=positive_int, default=2)
-    p.add_argument("--head-width", type=positive_int, default=64)
-    p.add_argument("--tile", type=positive_int, default=None)
-    p.add_argument("--overlap", type=non_negative_int, default=32)
-    p.add_argument("--out", default="fused")
+    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time in minutes without "
+                   "--checkpoint")
+    p.add_argument("--width", type=positive_int, default=16, help="U-Net base width of the model trained here")
+    p.add_argument("--stages", type=positive_int, default=2, help="unrolled stages of the model trained here")
+    p.add_argument("--head-width", type=positive_int, default=64, help="hidden width of its filter heads")
+    p.add_argument("--tile", type=positive_int, default=None, help="HR tile size in pixels (a multiple of the "
+                   "scale) to bound memory; default: the whole image")
+    p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
+    p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
     p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model trained here")
     p.set_defaults(func=cmd_fuse)
 
-    p = sub.add_parser("convert", help="the authors' released checkpoint -> a safe state_dict checkpoint")
+    p = sub.add_parser("convert", help="the authors' released checkpoint -> a safe state_dict checkpoint", **command)
     p.add_argument("input", help="the authors' file, e.g. model_500.pth")
     p.add_argument("output", help="the checkpoint to write (a .pt file)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate")
+    p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate",
+                       **command)
     p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
-                   help="optimisation steps of 4 patches, rounded up to a multiple of 8 (default: %(default)s, "
-                        "about 4 minutes on 2 CPU cores)")
+                   help="optimisation steps of 4 patches, rounded up to a multiple of 8 (the default takes about "
+                        "4 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: demo_out, or demo_out_cave with --cave)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's results in --out")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scenes, the weights and every sample")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -244,11 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     args = build_parser().parse_args(argv)
     started = time.time()
+    from .train import TrainingInterrupted
+
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as error:
         print(f"dhif {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as stopped:
+        resume = "; run the same command to resume" if args.command == "train" else ""
+        print(f"dhif {args.command}: {stopped}{resume}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"dhif {args.command}: interrupted", file=sys.stderr)
+        return 130
     print(f"dhif {args.command}: done in {time.time() - started:.0f} s", file=sys.stderr)
     return 0
 

@@ -2,13 +2,16 @@
 by default, resumable, single process or DDP).
 
 The loop writes a checkpoint (dhif.checkpoint.training_state) atomically to <out>/last.pt
-after every epoch, so that a run killed at any moment resumes from the last finished
-epoch and continues exactly as an uninterrupted run would: the training samples of epoch
-e are a pure function of (seed, e, index).
+after every epoch, and after the current step when Ctrl-C stops it, so that a run
+resumes where it stopped (a killed one from the last finished epoch) and continues
+exactly as an uninterrupted run would: the training samples of epoch e are a pure
+function of (seed, e, index).
 """
 import csv
 import dataclasses
 import os
+import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -143,6 +146,41 @@ def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
     return validate
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training between two steps; the run's state is saved."""
+
+    def __init__(self, checkpoint: Path, epoch: int, step: int, steps: int):
+        super().__init__(f"interrupted at epoch {epoch + 1}, step {step} of {steps}; the run's state is saved in "
+                         f"{checkpoint}")
+        self.checkpoint = checkpoint
+
+
+class _StopRequest:
+    """While active, the first Ctrl-C asks the loop to stop after the current step (so that
+    the saved state is whole); a second one stops at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)", flush=True)
+
+    def __enter__(self):
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
 def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False) -> torch.Tensor:
     """One optimisation step of the L1 loss, the authors' objective; returns the loss.
     bf16: the forward under bfloat16 autocast (the loss in float32)."""
@@ -201,7 +239,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                       "float32", RuntimeWarning, stacklevel=2)
     start_epoch = 0
     last = out / "last.pt"
-    finished = {}
+    finished, interrupted = {}, None
     if last.exists():
         checkpoint = load_checkpoint(last, map_location=device)
         changes = configuration_changes(checkpoint["config"], config)
@@ -213,11 +251,12 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                              + ", or choose another --out")
         start_epoch = restore_training_state(checkpoint, model, optimizer, scheduler, device)
         finished = checkpoint.get("metrics", {})
+        interrupted = checkpoint.get("interrupted")
         if changes:
             _apply_changes(changes, config, optimizer, scheduler)
         if env.main:
-            print(f"resuming {last} at epoch {start_epoch}" + (f", applying {described}" if changes else ""),
-                  flush=True)
+            at = f"epoch {start_epoch + 1}, step {interrupted['count'] + 1}" if interrupted else f"epoch {start_epoch}"
+            print(f"resuming {last} at {at}" + (f", applying {described}" if changes else ""), flush=True)
             if start_epoch >= config.epochs:
                 print(f"{last} has already been trained for {start_epoch} epochs (--epochs {config.epochs})",
                       flush=True)
@@ -251,18 +290,33 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                                  + ("s" if config.time_limit else "epochs") + "{postfix}")
     per_epoch = progress and env.main and not whole_run
     model.train()
+    stop = _StopRequest(enabled=env.world == 1)
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
         epoch_start, total, count = time.time(), 0.0, 0
+        batches = loader
+        if epoch == start_epoch and interrupted:  # the rest of an epoch that Ctrl-C stopped
+            total, count = interrupted["total"], interrupted["count"]
+            batches = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers, drop_last=True,
+                                 sampler=range(count * config.batch_size, len(dataset)))
         epoch_lr = scheduler.get_last_lr()[0]  # the rate of this epoch's steps
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
-        for lr_hsi, hr_msi, hr_hsi in bar:
-            loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device), config.bf16)
-            total, count = total + loss.item(), count + 1
-            rate = count * config.batch_size * env.world / (time.time() - epoch_start)
-            bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
+        with stop:
+            for lr_hsi, hr_msi, hr_hsi in bar:
+                loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device),
+                                  config.bf16)
+                total, count = total + loss.item(), count + 1
+                rate = count * config.batch_size * env.world / (time.time() - epoch_start)
+                bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
+                if stop.requested:
+                    bar.close()
+                    budget_bar.close()
+                    state = training_state(model, optimizer, scheduler, epoch, config, device)
+                    state["interrupted"] = {"total": total, "count": count}
+                    save_atomic(state, last)
+                    raise TrainingInterrupted(last, epoch, count, len(loader))
         scheduler.step()
         mean_loss = env.mean(total / max(count, 1))
         val_psnr = None

@@ -1,5 +1,7 @@
 """The `dhif` command end to end, on tiny settings."""
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,21 @@ def _summary(capsys):
     return capsys.readouterr().out.strip().splitlines()[-1]
 
 
+def test_help_gives_every_option_a_text_and_default_and_names_the_scenes():
+    from dhif.cli import build_parser
+    from dhif.data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"dhif {name} {'/'.join(action.option_strings) or action.dest} has no help text"
+        text = command.format_help()
+        if name in ("train", "test"):
+            assert all(scene in text for scene in CAVE_TRAIN_SCENES + CAVE_TEST_SCENES), name
+    train_help = commands["train"].format_help()
+    assert "(default: 500)" in train_help and "(default: 0.0003)" in train_help
+
+
 def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "8", "--out", str(out)]) == 0
@@ -56,6 +73,23 @@ def test_demo_keeps_an_earlier_run_without_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--overwrite" in err[0] and "run, metrics.csv" in err[0]
     assert (out / "run" / "notes.txt").read_text() == "mine" and (out / "metrics.csv").read_text() == "mine"
+
+
+def test_ctrl_c_is_one_line_that_says_what_was_saved(tmp_path, capsys, monkeypatch):
+    import dhif.train
+
+    original = dhif.train.train_step
+
+    def press_ctrl_c(*args):
+        os.kill(os.getpid(), signal.SIGINT)
+        return original(*args)
+
+    monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c)
+    assert main(["demo", "--steps", "8", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"dhif demo: interrupted at epoch 1, step 1 of 8; the run's state is saved in "
+                       f"{tmp_path / 'run' / 'last.pt'}")
+    assert (tmp_path / "run" / "last.pt").exists()
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path, capsys):

@@ -3,6 +3,7 @@ uninterrupted one, and DDP runs with two gloo processes."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,34 @@ def test_resume_refuses_changed_settings_unless_asked(tmp_path):
     assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4 * 0.95)  # epoch 2's decay
     with open(tmp_path / "log.csv") as f:
         assert [float(row["lr"]) for row in csv.DictReader(f)][1] == pytest.approx(5e-4 * 0.95)
+
+
+def test_ctrl_c_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    config = tiny_config(straight, epochs=2, samples_per_epoch=16)  # 4 steps per epoch
+    expected = train(config, tiny_dataset(config), progress=False)
+    original, calls = dhif.train.train_step, []
+
+    def press_ctrl_c_at_step_6(*args):
+        calls.append(1)
+        if len(calls) == 6:  # epoch 2, step 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(*args)
+
+    monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c_at_step_6)
+    config = tiny_config(stopped, epochs=2, samples_per_epoch=16)
+    with pytest.raises(dhif.train.TrainingInterrupted, match="epoch 2, step 2 of 4"):
+        train(config, tiny_dataset(config), progress=False)
+    assert len(calls) == 6  # stopped after the step in progress, not before it, not later
+    saved = load_checkpoint(stopped / "last.pt")
+    assert saved["epoch"] == 1 and saved["interrupted"]["count"] == 2
+    resumed = train(config, tiny_dataset(config), progress=False)
+    assert len(calls) == 8
+    assert resumed["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert "interrupted" not in b
 
 
 def test_rerunning_a_finished_run_reports_its_result(tmp_path):
