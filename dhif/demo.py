@@ -19,7 +19,7 @@ from .train import TrainConfig, pick_device, train
 HELD_OUT_ROWS = 128  # of a real scene, kept out of training for the evaluation
 SAMPLES_PER_EPOCH, BATCH = 32, 4
 STEPS_PER_EPOCH = SAMPLES_PER_EPOCH // BATCH
-DEFAULT_STEPS = 3200  # about 4 minutes on a quiet 2-core CPU (0.07 s a step)
+DEFAULT_STEPS = 3200  # about 3.5 minutes on a quiet 2-core CPU (0.064 s a step)
 # What the demo writes in its --out folder (and replaces with --overwrite).
 OUTPUTS = ("run", "metrics.csv", "metrics.json", "figures")
 METHODS = (("bicubic", "bicubic"), ("cs", "component substitution"), ("dhif", "DHIF-Net"))

@@ -190,6 +190,7 @@ def test_checkpoint_errors_say_what_to_do(tmp_path, capsys):
         assert len(err) == 1 and message in err[0], (name, err)
 
 
+@pytest.mark.slow
 def test_train_and_test_on_real_cave(cave_dir, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--cave", str(cave_dir), "--out", str(run), "--train-scenes", "balloons", "--epochs", "1",
@@ -221,6 +222,7 @@ def test_scene_mistakes_are_named(cave_dir, tmp_path, capsys):
     assert "both a training and a validation scene" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_fuse_the_real_houston_pair(tmp_path):
     houston = SHARED_DATA / "houston" / "houston_dataset.mat"
     if not houston.exists():

@@ -134,6 +134,7 @@ def test_taps_are_recomputed_by_default_only_with_the_fused_filter():
     assert _small_model("reference", True)._recomputes_taps("cpu")
 
 
+@pytest.mark.slow
 def test_recomputing_taps_compiles():
     model, (lr, msi) = _small_model("auto", True), _small_batch()
     eager = _gradients(model, lr, msi)
