@@ -40,6 +40,8 @@ def write_atomic(path: Path, data):
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, a folder in the way
+        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -27,6 +27,7 @@ from .checkpoint import load_checkpoint, restore_training_state, save_atomic, tr
 from .data import SceneDataset
 from .models import DHIFNet, ModelConfig
 from .models.physics import init_observation_operators
+from .report import claim_output
 
 
 @dataclasses.dataclass
@@ -269,7 +270,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
                         drop_last=True, persistent_workers=config.workers > 0)
     if env.main:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_output(out, (), overwrite=False)  # an unwritable folder fails now, not after the first epoch
     log_path = out / "log.csv"
     writer = None
     if config.tensorboard and env.main:

@@ -178,6 +178,15 @@ def test_unreadable_files_are_described(tmp_path, capsys, content, message):
     assert len(err) == 1 and message in err[0]
 
 
+def test_a_module_that_contains_itself_is_refused_in_one_line(tmp_path, capsys):
+    loop = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1))
+    loop.add_module("again", loop)
+    torch.save(loop, tmp_path / "loop.pt")
+    assert main(["convert", str(tmp_path / "loop.pt"), str(tmp_path / "out.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "contains itself" in err[0]
+
+
 def test_checkpoint_errors_say_what_to_do(tmp_path, capsys):
     pickled_authors_model(authors_state_dict(dtype=torch.float32), tmp_path / "model_500.pth")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")

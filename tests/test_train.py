@@ -18,7 +18,7 @@ import dhif.train
 from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
-from dhif.checkpoint import load_checkpoint, model_from_checkpoint
+from dhif.checkpoint import load_checkpoint, model_from_checkpoint, save_atomic
 from dhif.train import TrainConfig, lr_factor, train
 
 
@@ -127,6 +127,24 @@ def test_ctrl_c_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, monkeypat
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert "interrupted" not in b
+
+
+def test_unwritable_output_fails_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    config = tiny_config(tmp_path / "a_file" / "run")
+    with pytest.raises(ValueError, match="cannot write to"):
+        train(config, None, progress=False)  # the dataset is never touched
+
+
+def test_a_failed_checkpoint_write_is_one_error_and_leaves_no_file(tmp_path, monkeypatch):
+    def disk_full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(ValueError, match="cannot write .*last.pt: PytorchStreamWriter"):
+        save_atomic({"model": {}}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rerunning_a_finished_run_reports_its_result(tmp_path):

@@ -104,7 +104,10 @@ def load_original_checkpoint(path) -> dict:
             raise ValueError(f"cannot read {path} as a DHIF-Net checkpoint without running pickled code: "
                              f"{why_unreadable(path, error)}") from None
     if isinstance(obj, nn.Module):
-        return obj.state_dict()
+        try:
+            return obj.state_dict()
+        except RecursionError:  # a module that contains itself
+            raise ValueError(f"{path} holds a module that contains itself; it is not a DHIF-Net model") from None
     if isinstance(obj, dict):
         state = obj.get("state_dict", obj.get("model", obj))
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -5,6 +5,8 @@ by device. Importing this module never fails: LOAD_ERROR says why the kernels ar
 """
 import torch
 
+from .reference import adaptive_filter_reference
+
 try:
     from dhif import _C
     LOAD_ERROR = None
@@ -76,7 +78,6 @@ if _C is not None:
         return grad_x if need_grad_x else None, grad_taps if need_grad_taps else None, None, None, None
 
     def _differentiable_backward(grad_y, x, taps, need_grad_x, need_grad_taps, dim, padding, normalize):
-        from .reference import adaptive_filter_reference
         # Saved inputs keep their graph, so second derivatives reach the original x and taps.
         x, taps = (t if t.requires_grad else t.detach().requires_grad_() for t in (x, taps))
         wanted = [t for t, need in ((x, need_grad_x), (taps, need_grad_taps)) if need]
