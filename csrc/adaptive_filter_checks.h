@@ -2,6 +2,7 @@
 // that every device rejects bad input with the same message and allocates the same outputs.
 #pragma once
 
+#include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
@@ -77,6 +78,16 @@ void dispatch_taps(int taps, const Body& body) {
   } else {
     body(std::integral_constant<int, 0>{});
   }
+}
+
+// Calls body(scalar_t{}, std::integral_constant<int, kTaps>{}) for the tensors' dtype (the
+// four floating types) and tap count (see dispatch_taps): the one type dispatch of every
+// kernel launcher, CPU and CUDA.
+template <typename Body>
+void dispatch_dtype_and_taps(at::ScalarType dtype, int taps, const Body& body) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "adaptive_filter", [&] {
+    dispatch_taps(taps, [&](auto taps_constant) { body(scalar_t{}, taps_constant); });
+  });
 }
 
 // Accumulation dtype: float32 for the half types, otherwise the input's own.

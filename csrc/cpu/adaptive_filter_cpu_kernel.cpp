@@ -4,7 +4,6 @@
 // neighbour rows of x (whole rows for the bands and rows passes, the row itself shifted
 // for the columns pass, read from a padded copy), the K tap rows and the gradient rows,
 // so that each load is a plain vector load and the loops have no per-voxel branches.
-#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
@@ -392,13 +391,6 @@ void backward_lines(const BackwardBuffers& buffers, bool need_grad_x, bool need_
       }
     }
     finish_streaming_stores();
-  });
-}
-
-template <typename Body>
-void dispatch_dtype_and_taps(at::ScalarType dtype, int taps, const Body& body) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "adaptive_filter_cpu", [&] {
-    dispatch_taps(taps, [&](auto taps_constant) { body(scalar_t{}, taps_constant); });
   });
 }
 

@@ -4,7 +4,6 @@
 // emulation, so both run this same code.
 #pragma once
 
-#include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/Tensor.h>
 
@@ -47,17 +46,16 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tens
 
   const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
   const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_forward_cuda", [&] {
+  dispatch_dtype_and_taps(x.scalar_type(), g.taps, [&](auto scalar, auto taps_constant) {
+    using scalar_t = decltype(scalar);
     using acc_t = at::opmath_type<scalar_t>;
-    dispatch_taps(g.taps, [&](auto taps_constant) {
-      constexpr int kTaps = decltype(taps_constant)::value;
-      dispatch_index_type(use_int32, [&](auto index_value) {
-        using index_t = decltype(index_value);
-        const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
-        launch(adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps, index_t>, grid, x.const_data_ptr<scalar_t>(),
-               taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), inv_norm.mutable_data_ptr<acc_t>(),
-               geometry, VoxelLocator<index_t>(geometry), static_cast<index_t>(n));
-      });
+    constexpr int kTaps = decltype(taps_constant)::value;
+    dispatch_index_type(use_int32, [&](auto index_value) {
+      using index_t = decltype(index_value);
+      const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
+      launch(adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps, index_t>, grid, x.const_data_ptr<scalar_t>(),
+             taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), inv_norm.mutable_data_ptr<acc_t>(),
+             geometry, VoxelLocator<index_t>(geometry), static_cast<index_t>(n));
     });
   });
   return {y, inv_norm};
@@ -78,19 +76,18 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
 
   const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
   const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "adaptive_filter_backward_cuda", [&] {
+  dispatch_dtype_and_taps(x.scalar_type(), g.taps, [&](auto scalar, auto taps_constant) {
+    using scalar_t = decltype(scalar);
     using acc_t = at::opmath_type<scalar_t>;
-    dispatch_taps(g.taps, [&](auto taps_constant) {
-      constexpr int kTaps = decltype(taps_constant)::value;
-      dispatch_index_type(use_int32, [&](auto index_value) {
-        using index_t = decltype(index_value);
-        const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
-        launch(adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps, index_t>, grid,
-               grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
-               inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-               grad_taps.mutable_data_ptr<scalar_t>(), geometry, VoxelLocator<index_t>(geometry),
-               static_cast<index_t>(n), need_grad_x, need_grad_taps);
-      });
+    constexpr int kTaps = decltype(taps_constant)::value;
+    dispatch_index_type(use_int32, [&](auto index_value) {
+      using index_t = decltype(index_value);
+      const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
+      launch(adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps, index_t>, grid,
+             grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
+             inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+             grad_taps.mutable_data_ptr<scalar_t>(), geometry, VoxelLocator<index_t>(geometry),
+             static_cast<index_t>(n), need_grad_x, need_grad_taps);
     });
   });
   return {grad_x, grad_taps};
