@@ -264,7 +264,9 @@ def main(argv=None):
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError) as error:
-        print(f"dhif {args.command}: error: {error}", file=sys.stderr)
+        # str() of a KeyError is its argument's repr: quoted, unlike the others.
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"dhif {args.command}: error: {message}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stopped:
         resume = "; run the same command to resume" if args.command == "train" else ""

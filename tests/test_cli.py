@@ -137,6 +137,15 @@ def test_fuse_writes_valid_json_and_keeps_earlier_results(tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
 
 
+def test_a_missing_array_name_is_an_unquoted_line(tmp_path, capsys):
+    np.savez(tmp_path / "pair.npz", hsi=np.zeros((4, 32, 32), dtype=np.float32))
+    argv = _pair(tmp_path)
+    argv[argv.index("--lr-hsi") + 1] = str(tmp_path / "pair.npz")
+    assert main(argv + ["--lr-key", "hyprImg"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"dhif fuse: error: {tmp_path / 'pair.npz'} has no array 'hyprImg'")
+
+
 def test_an_array_name_for_a_npy_file_is_refused(tmp_path, capsys):
     assert main(_pair(tmp_path) + ["--lr-key", "hyprImg"]) == 2
     assert "single array" in capsys.readouterr().err

@@ -151,6 +151,9 @@ def test_converter_maps_every_name_and_infers_the_configuration():
     DHIFNet(scale=16).double().load_state_dict(state, strict=True)
     with pytest.raises(ValueError, match="unexpected parameter"):
         convert_original_state_dict({**authors_state_dict(), "extra.weight": torch.zeros(1)})
+    partial = convert_original_state_dict({k: v for k, v in authors_state_dict().items() if not k.startswith("RT.")})
+    with pytest.raises(ValueError, match="no parameter 'spectral_up.0.weight': it is not a complete DHIF-Net"):
+        infer_config(partial)
     with pytest.raises(ValueError, match="incomplete"):
         convert_original_state_dict({k: v for k, v in authors_state_dict().items() if k != "eta_2"})
 

@@ -58,6 +58,13 @@ def convert_original_state_dict(state_dict: dict) -> dict:
 
 def infer_config(state_dict: dict) -> ModelConfig:
     """The model configuration that fits a converted state_dict."""
+    try:
+        return _infer_config(state_dict)
+    except KeyError as missing:
+        raise ValueError(f"the checkpoint has no parameter {missing}: it is not a complete DHIF-Net") from None
+
+
+def _infer_config(state_dict: dict) -> ModelConfig:
     hsi = state_dict["spectral_up.0.weight"].shape[0]
     down = sorted(k for k in state_dict if k.startswith("spatial_down.") and k.endswith(".weight"))
     scale = 1
