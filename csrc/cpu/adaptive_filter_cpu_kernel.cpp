@@ -187,10 +187,9 @@ void filter_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int64_t>&
 
 // The backward of one row, first half: a = g / max(||v||, eps) per voxel into `a`
 // (u_i * g = v_i * a is what the input-gradient gather sums) and, when asked, the tap
-// gradients dv_i = a x_i - b v_i with b = a y / ||v|| (see coefficients_from_sums). The
-// coefficients of the whole row come first and the K gradient rows are then written one
-// at a time: rows of a 512 x 512 image sit a multiple of 4 KiB apart, and 2K streams
-// advancing together would share the same cache sets.
+// gradients dv_i = a x_i - b v_i with b = a y / ||v|| (see coefficients_from_sums). With a
+// runtime K the coefficients of the whole row come first (into `b`) and the K gradient
+// rows are then written one at a time.
 template <typename scalar_t, int kTaps>
 void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int64_t>& g, int64_t width,
                       const scalar_t* grad_y, at::opmath_type<scalar_t>* a, at::opmath_type<scalar_t>* b,
@@ -199,6 +198,30 @@ void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int
   using Vec = typename L::Vec;
   using acc_t = typename L::acc_t;
   const int K = tap_count<kTaps>(g);
+  const Vec eps_squared(static_cast<acc_t>(kNormEps * kNormEps));
+  if constexpr (kTaps > 0) {
+    // K known: the taps and inputs stay in registers from the sums to the gradients, and the
+    // K gradient rows go out together as streaming stores, which take no cache sets.
+    scalar_t* out[kTaps];
+    for (int i = 0; i < kTaps; ++i) out[i] = need_grad_taps ? grad_taps + (ops.tap_rows[i] - ops.tap_rows[0]) : nullptr;
+    for (int64_t w = 0; w < width; w += L::size()) {
+      const int64_t n = std::min<int64_t>(L::size(), width - w);
+      Vec t[kTaps], x[kTaps], dot(0), sum_of_squares(0);
+      for (int i = 0; i < kTaps; ++i) {
+        t[i] = L::load(ops.tap_rows[i] + w, n);
+        x[i] = L::load(ops.x_rows[i] + w, n);
+        dot = at::vec::fmadd(t[i], x[i], dot);
+        sum_of_squares = at::vec::fmadd(t[i], t[i], sum_of_squares);
+      }
+      const Vec inv = inverse_norm_lanes(sum_of_squares, g.normalize);
+      const Vec a_w = L::load(grad_y + w, n) * inv;
+      a_w.store(a + w, n);
+      if (!need_grad_taps) continue;
+      const Vec b_w = g.normalize ? (a_w * dot * inv * inv & (sum_of_squares > eps_squared)) : Vec(acc_t(0));
+      for (int i = 0; i < kTaps; ++i) store_streaming(out[i] + w, a_w * x[i] - b_w * t[i], n);
+    }
+    return;
+  }
   for (int64_t w = 0; w < width; w += L::size()) {
     const int64_t n = std::min<int64_t>(L::size(), width - w);
     Vec dot, sum_of_squares;
@@ -207,7 +230,7 @@ void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int
     const Vec a_w = L::load(grad_y + w, n) * inv;
     a_w.store(a + w, n);
     if (need_grad_taps) {
-      const Vec project = g.normalize ? sum_of_squares > Vec(static_cast<acc_t>(kNormEps * kNormEps)) : Vec(acc_t(0));
+      const Vec project = g.normalize ? sum_of_squares > eps_squared : Vec(acc_t(0));
       (a_w * dot * inv * inv & project).store(b + w, n);
     }
   }
