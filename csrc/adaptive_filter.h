@@ -276,28 +276,34 @@ DHIF_HOST_DEVICE acc_t input_gradient_interior(const scalar_t* grad_y, const sca
   return acc;
 }
 
-// Any position, the ends included.
+// The terms of the gather at position m of an axis of `length` (any position, the ends
+// included): visit(l, lo, hi) for each position l within r of m, whose taps lo..hi read m:
+// the exact tap m - l + r, and with replicate padding at the end positions also every tap
+// clamped onto them. The CPU kernels gather whole rows with the same terms.
+template <typename index_t, typename Visit>
+DHIF_HOST_DEVICE void for_each_border_term(index_t m, index_t length, int K, bool replicate, const Visit& visit) {
+  const int r = K / 2;
+  const index_t first = m - r < 0 ? 0 : m - r;
+  const index_t last = m + r > length - 1 ? length - 1 : m + r;
+  for (index_t l = first; l <= last; ++l) {
+    const int exact = static_cast<int>(m - l + r);
+    visit(l, (replicate && m == 0) ? 0 : exact, (replicate && m == length - 1) ? K - 1 : exact);
+  }
+}
+
 template <typename scalar_t, typename acc_t, int kTaps, typename index_t>
 DHIF_HOST_DEVICE acc_t input_gradient_border(const scalar_t* grad_y, const scalar_t* taps, const acc_t* inv_norm,
                                              const FilterGeometry<index_t>& g, const Voxel<index_t>& v) {
-  const int K = tap_count<kTaps>(g);
-  const int r = K / 2;
-  const index_t m = v.pos;
-  const bool replicate = g.padding == Padding::kReplicate;
-  const index_t first = m - r < 0 ? 0 : m - r;
-  const index_t last = m + r > g.axis_len - 1 ? g.axis_len - 1 : m + r;
   acc_t acc = acc_t(0);
-  for (index_t l = first; l <= last; ++l) {
-    const index_t step = (l - m) * g.axis_stride;
-    const int exact = static_cast<int>(m - l + r);  // the tap of p that reads v unclamped
-    const int lo = (replicate && m == 0) ? 0 : exact;
-    const int hi = (replicate && m == g.axis_len - 1) ? K - 1 : exact;
-    acc_t tap_sum = acc_t(0);
-    for (int i = lo; i <= hi; ++i) {
-      tap_sum += static_cast<acc_t>(taps[v.tap_index + step + i * g.voxels_per_item]);
-    }
-    acc += tap_sum * inv_norm[v.x_index + step] * static_cast<acc_t>(grad_y[v.x_index + step]);
-  }
+  for_each_border_term(v.pos, g.axis_len, tap_count<kTaps>(g), g.padding == Padding::kReplicate,
+                       [&](index_t l, int lo, int hi) {
+                         const index_t step = (l - v.pos) * g.axis_stride;
+                         acc_t tap_sum = acc_t(0);
+                         for (int i = lo; i <= hi; ++i) {
+                           tap_sum += static_cast<acc_t>(taps[v.tap_index + step + i * g.voxels_per_item]);
+                         }
+                         acc += tap_sum * inv_norm[v.x_index + step] * static_cast<acc_t>(grad_y[v.x_index + step]);
+                       });
   return acc;
 }
 

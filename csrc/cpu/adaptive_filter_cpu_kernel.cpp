@@ -61,7 +61,6 @@ struct Lanes {
 #endif
     }
   }
-
 };
 
 // Stores of outputs that this pass never reads again (the tap gradients, the inverse norm
@@ -139,8 +138,8 @@ void locate_row(const FilterGeometry<int64_t>& g, const scalar_t* x, const scala
   if (g.axis == 3) {  // one row holds the whole axis: padded[w + i] is tap i's input for voxel w
     const scalar_t* row = x + first.x_index;
     std::copy(row, row + width, ops.padded.begin() + r);
+    const bool replicate = g.padding == Padding::kReplicate;
     for (int j = 0; j < r; ++j) {  // the r positions beyond each end
-      const bool replicate = g.padding == Padding::kReplicate;
       ops.padded[j] = replicate ? row[0] : scalar_t(0);
       ops.padded[r + width + j] = replicate ? row[width - 1] : scalar_t(0);
     }
@@ -153,21 +152,48 @@ void locate_row(const FilterGeometry<int64_t>& g, const scalar_t* x, const scala
   }
 }
 
-// For voxels [w, w + n) of a row: the raw filter sum and the taps' sum of squares.
-template <typename scalar_t, int kTaps>
+// For voxels [w, w + n) of a row: the raw filter sum and the taps' sum of squares;
+// keep(i, tap, input) sees the operands of each term (as raw_filter_sums in adaptive_filter.h).
+template <typename scalar_t, int kTaps, typename Keep>
 void row_sums(const RowOperands<scalar_t>& ops, int K, int64_t w, int64_t n, typename Lanes<scalar_t>::Vec& dot,
-              typename Lanes<scalar_t>::Vec& sum_of_squares) {
+              typename Lanes<scalar_t>::Vec& sum_of_squares, const Keep& keep) {
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
   Vec d(0), s(0);
   const int count = kTaps > 0 ? kTaps : K;
   for (int i = 0; i < count; ++i) {
-    const Vec t = L::load(ops.tap_rows[i] + w, n);
-    d = at::vec::fmadd(t, L::load(ops.x_rows[i] + w, n), d);
+    const Vec t = L::load(ops.tap_rows[i] + w, n), x = L::load(ops.x_rows[i] + w, n);
+    d = at::vec::fmadd(t, x, d);
     s = at::vec::fmadd(t, t, s);
+    keep(i, t, x);
   }
   dot = d;
   sum_of_squares = s;
+}
+
+template <typename scalar_t, int kTaps>
+void row_sums(const RowOperands<scalar_t>& ops, int K, int64_t w, int64_t n, typename Lanes<scalar_t>::Vec& dot,
+              typename Lanes<scalar_t>::Vec& sum_of_squares) {
+  using Vec = typename Lanes<scalar_t>::Vec;
+  row_sums<scalar_t, kTaps>(ops, K, w, n, dot, sum_of_squares, [](int, const Vec&, const Vec&) {});
+}
+
+// The tap-gradient coefficients of a vector of voxels, lane by lane as coefficients_from_sums
+// in adaptive_filter.h: a = g / max(||v||, eps) and b = a y / ||v|| (0 below eps or without
+// normalisation), so that dv_i = a x_i - b v_i.
+template <typename acc_t>
+struct CoefficientLanes {
+  Vectorized<acc_t> a, b;
+};
+
+template <typename acc_t>
+CoefficientLanes<acc_t> coefficient_lanes(const Vectorized<acc_t>& grad_y, const Vectorized<acc_t>& dot,
+                                          const Vectorized<acc_t>& sum_of_squares, bool normalize) {
+  using Vec = Vectorized<acc_t>;
+  const Vec inv = inverse_norm_lanes(sum_of_squares, normalize);
+  const Vec a = grad_y * inv;
+  if (!normalize) return {a, Vec(acc_t(0))};
+  return {a, a * dot * inv * inv & (sum_of_squares > Vec(static_cast<acc_t>(kNormEps * kNormEps)))};
 }
 
 // y and the inverse norm of one row.
@@ -196,29 +222,23 @@ void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int
                       scalar_t* grad_taps, bool need_grad_taps) {
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
-  using acc_t = typename L::acc_t;
   const int K = tap_count<kTaps>(g);
-  const Vec eps_squared(static_cast<acc_t>(kNormEps * kNormEps));
   if constexpr (kTaps > 0) {
     // K known: the taps and inputs stay in registers from the sums to the gradients, and the
     // K gradient rows go out together as streaming stores, which take no cache sets.
-    scalar_t* out[kTaps];
-    for (int i = 0; i < kTaps; ++i) out[i] = need_grad_taps ? grad_taps + (ops.tap_rows[i] - ops.tap_rows[0]) : nullptr;
     for (int64_t w = 0; w < width; w += L::size()) {
       const int64_t n = std::min<int64_t>(L::size(), width - w);
-      Vec t[kTaps], x[kTaps], dot(0), sum_of_squares(0);
-      for (int i = 0; i < kTaps; ++i) {
-        t[i] = L::load(ops.tap_rows[i] + w, n);
-        x[i] = L::load(ops.x_rows[i] + w, n);
-        dot = at::vec::fmadd(t[i], x[i], dot);
-        sum_of_squares = at::vec::fmadd(t[i], t[i], sum_of_squares);
-      }
-      const Vec inv = inverse_norm_lanes(sum_of_squares, g.normalize);
-      const Vec a_w = L::load(grad_y + w, n) * inv;
-      a_w.store(a + w, n);
+      Vec t[kTaps], x[kTaps], dot, sum_of_squares;
+      row_sums<scalar_t, kTaps>(ops, K, w, n, dot, sum_of_squares, [&](int i, const Vec& tap, const Vec& input) {
+        t[i] = tap;
+        x[i] = input;
+      });
+      const auto c = coefficient_lanes(L::load(grad_y + w, n), dot, sum_of_squares, g.normalize);
+      c.a.store(a + w, n);
       if (!need_grad_taps) continue;
-      const Vec b_w = g.normalize ? (a_w * dot * inv * inv & (sum_of_squares > eps_squared)) : Vec(acc_t(0));
-      for (int i = 0; i < kTaps; ++i) store_streaming(out[i] + w, a_w * x[i] - b_w * t[i], n);
+      for (int i = 0; i < kTaps; ++i) {
+        store_streaming(grad_taps + (ops.tap_rows[i] - ops.tap_rows[0]) + w, c.a * x[i] - c.b * t[i], n);
+      }
     }
     return;
   }
@@ -226,13 +246,9 @@ void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int
     const int64_t n = std::min<int64_t>(L::size(), width - w);
     Vec dot, sum_of_squares;
     row_sums<scalar_t, kTaps>(ops, K, w, n, dot, sum_of_squares);
-    const Vec inv = inverse_norm_lanes(sum_of_squares, g.normalize);
-    const Vec a_w = L::load(grad_y + w, n) * inv;
-    a_w.store(a + w, n);
-    if (need_grad_taps) {
-      const Vec project = g.normalize ? sum_of_squares > eps_squared : Vec(acc_t(0));
-      (a_w * dot * inv * inv & project).store(b + w, n);
-    }
+    const auto c = coefficient_lanes(L::load(grad_y + w, n), dot, sum_of_squares, g.normalize);
+    c.a.store(a + w, n);
+    if (need_grad_taps) c.b.store(b + w, n);
   }
   if (!need_grad_taps) return;
   for (int i = 0; i < K; ++i) {
@@ -243,20 +259,6 @@ void tap_gradient_row(const RowOperands<scalar_t>& ops, const FilterGeometry<int
                         Vec::loadu(b + w, n) * L::load(ops.tap_rows[i] + w, n);
       store_streaming(out + w, value, n);
     }
-  }
-}
-
-// The input gradient of position j near an end of an axis of `length` (see
-// input_gradient_border in adaptive_filter.h): visit(p, lo, hi) for each position p within r
-// of j, whose taps lo..hi land on j, the exact one j - p + r, and with replicate padding at
-// the end positions also every tap clamped onto them.
-template <typename Visit>
-void for_each_border_term(int64_t j, int64_t length, int K, bool replicate, const Visit& visit) {
-  const int r = K / 2;
-  const int64_t first = std::max<int64_t>(0, j - r), last = std::min<int64_t>(length - 1, j + r);
-  for (int64_t p = first; p <= last; ++p) {
-    const int exact = static_cast<int>(j - p + r);
-    visit(p, (replicate && j == 0) ? 0 : exact, (replicate && j == length - 1) ? K - 1 : exact);
   }
 }
 
@@ -281,18 +283,25 @@ void forward(const ForwardBuffers& buffers) {
   });
 }
 
-// The backward's operands; an unwanted gradient is null.
-template <typename scalar_t>
-struct BackwardPointers {
+// The backward's operands (an unwanted gradient is null) and the filter's shape.
+template <typename scalar_t, int kTaps>
+struct BackwardPass {
   const scalar_t *grad_y, *x, *taps;
   scalar_t *grad_x, *grad_taps;
+  const FilterGeometry<int64_t>& g;
+  int K, r;
+  bool replicate;
 
-  BackwardPointers(const BackwardBuffers& b, bool need_grad_x, bool need_grad_taps)
+  BackwardPass(const BackwardBuffers& b, bool need_grad_x, bool need_grad_taps)
       : grad_y(b.grad_y.const_data_ptr<scalar_t>()),
         x(b.x.const_data_ptr<scalar_t>()),
         taps(b.taps.const_data_ptr<scalar_t>()),
         grad_x(need_grad_x ? b.grad_x.mutable_data_ptr<scalar_t>() : nullptr),
-        grad_taps(need_grad_taps ? b.grad_taps.mutable_data_ptr<scalar_t>() : nullptr) {}
+        grad_taps(need_grad_taps ? b.grad_taps.mutable_data_ptr<scalar_t>() : nullptr),
+        g(b.geometry),
+        K(tap_count<kTaps>(b.geometry)),
+        r(K / 2),
+        replicate(b.geometry.padding == Padding::kReplicate) {}
 };
 
 // The columns pass: each row (b, c, h) holds its whole axis. Its coefficients a are
@@ -304,10 +313,9 @@ void backward_columns(const BackwardBuffers& buffers, bool need_grad_x, bool nee
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
   using acc_t = typename L::acc_t;
-  const BackwardPointers<scalar_t> io(buffers, need_grad_x, need_grad_taps);
-  const FilterGeometry<int64_t>& g = buffers.geometry;
-  const int K = tap_count<kTaps>(g), r = K / 2;
-  const bool replicate = g.padding == Padding::kReplicate;
+  const BackwardPass<scalar_t, kTaps> io(buffers, need_grad_x, need_grad_taps);
+  const FilterGeometry<int64_t>& g = io.g;
+  const int K = io.K, r = io.r;
   const int64_t width = buffers.x.size(3), rows = buffers.x.numel() / width;
   const int64_t lo = std::min<int64_t>(r, width), hi = std::max<int64_t>(lo, width - r);
   at::parallel_for(0, rows, std::max<int64_t>(1, kGrainVoxels / width), [&](int64_t begin, int64_t end) {
@@ -331,7 +339,7 @@ void backward_columns(const BackwardBuffers& buffers, bool need_grad_x, bool nee
       }
       const auto border = [&](int64_t j) {
         acc_t acc(0);
-        for_each_border_term(j, width, K, replicate, [&](int64_t p, int lo_tap, int hi_tap) {
+        for_each_border_term<int64_t>(j, width, K, io.replicate, [&](int64_t p, int lo_tap, int hi_tap) {
           acc_t tap_sum(0);
           for (int i = lo_tap; i <= hi_tap; ++i) tap_sum += static_cast<acc_t>(ops.tap_rows[i][p]);
           acc += tap_sum * a[p];
@@ -355,10 +363,9 @@ void backward_lines(const BackwardBuffers& buffers, bool need_grad_x, bool need_
   using L = Lanes<scalar_t>;
   using Vec = typename L::Vec;
   using acc_t = typename L::acc_t;
-  const BackwardPointers<scalar_t> io(buffers, need_grad_x, need_grad_taps);
-  const FilterGeometry<int64_t>& g = buffers.geometry;
-  const int K = tap_count<kTaps>(g), r = K / 2;
-  const bool replicate = g.padding == Padding::kReplicate;
+  const BackwardPass<scalar_t, kTaps> io(buffers, need_grad_x, need_grad_taps);
+  const FilterGeometry<int64_t>& g = io.g;
+  const int K = io.K, r = io.r;
   const int64_t length = g.axis_len, stride = g.axis_stride;
   const int64_t blocks = buffers.x.numel() / (length * stride);  // (b) for bands, (b, c) for rows
   const int64_t chunk = std::min(stride, kLineChunk), chunks = (stride + chunk - 1) / chunk;
@@ -403,7 +410,7 @@ void backward_lines(const BackwardBuffers& buffers, bool need_grad_x, bool need_
         for (int64_t w = 0; w < width; w += L::size()) {  // near the ends
           const int64_t n = std::min<int64_t>(L::size(), width - w);
           Vec acc(0);
-          for_each_border_term(j, length, K, replicate, [&](int64_t p, int lo_tap, int hi_tap) {
+          for_each_border_term<int64_t>(j, length, K, io.replicate, [&](int64_t p, int lo_tap, int hi_tap) {
             const scalar_t* const* rows_of_p = tap_rows.data() + (p % K) * K;
             Vec tap_sum = L::load(rows_of_p[lo_tap] + w, n);
             for (int i = lo_tap + 1; i <= hi_tap; ++i) tap_sum = tap_sum + L::load(rows_of_p[i] + w, n);

@@ -30,8 +30,25 @@ void dispatch_index_type(bool use_int32, const Body& body) {
   }
 }
 
-// grid_blocks = 0: the launch's own grid_size; otherwise that many blocks (the emulation
-// forces small grids so that the grid-stride loop repeats).
+// The grid of a launch over n voxels (grid_blocks = 0: grid_size(n); otherwise that many
+// blocks, which the emulation uses so that the grid-stride loop repeats) and its types:
+// calls body(scalar_t{}, std::integral_constant<int, kTaps>{}, geometry, locator, grid) with
+// the tensors' dtype, the tap count (see dispatch_taps) and the narrowest index type that
+// `width` allows for the launch.
+template <typename Body>
+void dispatch_launch(const at::Tensor& taps, const FilterGeometry<int64_t>& g, int64_t n, IndexWidth width,
+                     unsigned int grid_blocks, const Body& body) {
+  const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
+  const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
+  dispatch_dtype_and_taps(taps.scalar_type(), g.taps, [&](auto scalar, auto taps_constant) {
+    dispatch_index_type(use_int32, [&](auto index_value) {
+      using index_t = decltype(index_value);
+      const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
+      body(scalar, taps_constant, geometry, VoxelLocator<index_t>(geometry), grid);
+    });
+  });
+}
+
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tensor& x_in, const at::Tensor& taps_in,
                                                                   int64_t dim, const std::string& padding,
@@ -44,19 +61,14 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_forward(const at::Tens
   const int64_t n = x.numel();
   if (n == 0) return {y, inv_norm};
 
-  const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
-  const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
-  dispatch_dtype_and_taps(x.scalar_type(), g.taps, [&](auto scalar, auto taps_constant) {
+  dispatch_launch(taps, g, n, width, grid_blocks, [&](auto scalar, auto taps_constant, const auto& geometry,
+                                                      const auto& locator, unsigned int grid) {
     using scalar_t = decltype(scalar);
     using acc_t = at::opmath_type<scalar_t>;
-    constexpr int kTaps = decltype(taps_constant)::value;
-    dispatch_index_type(use_int32, [&](auto index_value) {
-      using index_t = decltype(index_value);
-      const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
-      launch(adaptive_filter_forward_kernel<scalar_t, acc_t, kTaps, index_t>, grid, x.const_data_ptr<scalar_t>(),
-             taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(), inv_norm.mutable_data_ptr<acc_t>(),
-             geometry, VoxelLocator<index_t>(geometry), static_cast<index_t>(n));
-    });
+    using index_t = decltype(geometry.axis_len);
+    launch(adaptive_filter_forward_kernel<scalar_t, acc_t, decltype(taps_constant)::value, index_t>, grid,
+           x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(), y.mutable_data_ptr<scalar_t>(),
+           inv_norm.mutable_data_ptr<acc_t>(), geometry, locator, static_cast<index_t>(n));
   });
   return {y, inv_norm};
 }
@@ -74,21 +86,16 @@ std::tuple<at::Tensor, at::Tensor> launch_adaptive_filter_backward(
   const int64_t n = x.numel();
   if (n == 0 || !(need_grad_x || need_grad_taps)) return {grad_x, grad_taps};
 
-  const unsigned int grid = grid_blocks ? grid_blocks : grid_size(n);
-  const bool use_int32 = width == IndexWidth::kNarrowest && indices_fit_in_int32(taps.numel(), grid);
-  dispatch_dtype_and_taps(x.scalar_type(), g.taps, [&](auto scalar, auto taps_constant) {
+  dispatch_launch(taps, g, n, width, grid_blocks, [&](auto scalar, auto taps_constant, const auto& geometry,
+                                                      const auto& locator, unsigned int grid) {
     using scalar_t = decltype(scalar);
     using acc_t = at::opmath_type<scalar_t>;
-    constexpr int kTaps = decltype(taps_constant)::value;
-    dispatch_index_type(use_int32, [&](auto index_value) {
-      using index_t = decltype(index_value);
-      const FilterGeometry<index_t> geometry = g.with_index_type<index_t>();
-      launch(adaptive_filter_backward_kernel<scalar_t, acc_t, kTaps, index_t>, grid,
-             grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
-             inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
-             grad_taps.mutable_data_ptr<scalar_t>(), geometry, VoxelLocator<index_t>(geometry),
-             static_cast<index_t>(n), need_grad_x, need_grad_taps);
-    });
+    using index_t = decltype(geometry.axis_len);
+    launch(adaptive_filter_backward_kernel<scalar_t, acc_t, decltype(taps_constant)::value, index_t>, grid,
+           grad_y.const_data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), taps.const_data_ptr<scalar_t>(),
+           inv_norm.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(),
+           grad_taps.mutable_data_ptr<scalar_t>(), geometry, locator, static_cast<index_t>(n), need_grad_x,
+           need_grad_taps);
   });
   return {grad_x, grad_taps};
 }
