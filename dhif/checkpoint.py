@@ -4,6 +4,7 @@ A checkpoint is a dict of plain tensors and built-in types, read with torch's
 weights-only unpickler: "model" (a DHIFNet state_dict) and "config" (at least the keys of
 ModelConfig), plus, for a training run, "optimizer", "scheduler", "epoch" and "rng".
 """
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -13,19 +14,27 @@ import torch
 from .models import DHIFNet, ModelConfig
 
 
-def save_atomic(obj, path: Path):
-    """torch.save to a temporary file in the same folder, then rename: a reader never sees
-    half a checkpoint, whatever moment the run is killed, and a failed write (a full disk)
-    leaves neither a partial file nor the temporary one."""
+@contextlib.contextmanager
+def atomic_file(path):
+    """Yields a temporary path beside `path` to write, then renames it over `path`: a reader
+    sees the old file or the new one, never half of one, whatever moment the run is killed,
+    and a failed write (a full disk, a folder in the way) leaves neither a partial file nor
+    the temporary one, and is one ValueError."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        torch.save(obj, tmp)
+        yield tmp
         os.replace(tmp, path)
     except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
-        raise ValueError(f"cannot write {path}: {error}") from None
+        raise ValueError(f"cannot write {path}: {getattr(error, 'strerror', None) or error}") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def save_atomic(obj, path: Path):
+    """torch.save through atomic_file."""
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def why_unreadable(path: Path, error: Exception) -> str:

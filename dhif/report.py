@@ -3,11 +3,12 @@ output folder they go to."""
 import csv
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+from .checkpoint import atomic_file
 
 
 def claim_output(out: Path, names, overwrite: bool):
@@ -33,17 +34,9 @@ def claim_output(out: Path, names, overwrite: bool):
 
 
 def write_atomic(path: Path, data):
-    """Writes text or bytes to a temporary file beside `path`, then renames it over `path`:
-    a reader sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    """Writes text or bytes to `path` through dhif.checkpoint.atomic_file."""
+    with atomic_file(path) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except OSError as error:  # a full disk, a folder in the way
-        raise ValueError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def false_colour(cube: np.ndarray) -> np.ndarray:

@@ -207,7 +207,7 @@ def configuration_changes(saved: dict, config: TrainConfig) -> dict:
     return {k: (saved.get(k), v) for k, v in now.items() if k not in RESUME_FREE and saved.get(k) != v}
 
 
-def _apply_changes(changes: dict, config: TrainConfig, optimizer, scheduler):
+def _apply_changes(config: TrainConfig, optimizer, scheduler):
     """The new learning rate and schedule take effect from the epoch the run resumes at;
     patch, samples, seed and the rest reach the dataset and the loop through config."""
     for group in optimizer.param_groups:
@@ -245,7 +245,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         checkpoint = load_checkpoint(last, map_location=device)
         changes = configuration_changes(checkpoint["config"], config)
         described = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
-        fixed = sorted(set(changes) & set(ModelConfig().model_dict()))
+        fixed = sorted(set(changes) & set(ModelConfig.keys()))
         if fixed or (changes and not apply_changes):
             raise ValueError(f"{last} was trained with other settings ({described}); resume with the same settings"
                              + ("" if fixed else ", or pass --apply-changes to continue with the new ones")
@@ -254,7 +254,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         finished = checkpoint.get("metrics", {})
         interrupted = checkpoint.get("interrupted")
         if changes:
-            _apply_changes(changes, config, optimizer, scheduler)
+            _apply_changes(config, optimizer, scheduler)
         if env.main:
             at = f"epoch {start_epoch + 1}, step {interrupted['count'] + 1}" if interrupted else f"epoch {start_epoch}"
             print(f"resuming {last} at {at}" + (f", applying {described}" if changes else ""), flush=True)

@@ -101,8 +101,6 @@ def _guess_layout(shape) -> str:
 
 
 def _to_chw(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if array.ndim == 2:
         array = array[None]
         layout = "chw"

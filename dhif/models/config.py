@@ -16,10 +16,15 @@ class ModelConfig:
     head_width: int = None    # hidden width of the filter heads; None: taps x bands
 
     @classmethod
+    def keys(cls) -> tuple:
+        """The model's keys (not a subclass's, such as TrainConfig's training keys)."""
+        return tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+    @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
         """The model's keys of a checkpoint's configuration (training keys are ignored)."""
-        return cls(**{f.name: values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+        return ModelConfig(**{k: values[k] for k in cls.keys() if k in values})
 
     def model_dict(self) -> dict:
         """The model's keys only, also of a subclass such as TrainConfig."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelConfig)}
+        return {k: getattr(self, k) for k in self.keys()}
