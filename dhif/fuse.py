@@ -54,8 +54,8 @@ def fuse_pair(args):
         model = model_from_checkpoint(args.checkpoint, device)
     else:
         # Reduced resolution: (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI.
-        target = crop_to_multiple(lr_hsi, scale * 16)
-        msi = crop_to_multiple(hr_msi, scale * scale * 16)[:, :target.shape[1] * scale, :target.shape[2] * scale]
+        target = crop_to_multiple(lr_hsi, smallest)
+        msi = crop_to_multiple(hr_msi, scale * smallest)[:, :target.shape[1] * scale, :target.shape[2] * scale]
         msi_low, hsi_low = degrade(msi, scale), degrade(target, scale)
         patch = min(64, target.shape[1], target.shape[2])
         config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
