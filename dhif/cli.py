@@ -256,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str):
+    """One line on stderr; a closed terminal or pipe is not a reason to fail."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     started = time.time()
@@ -270,8 +278,8 @@ def main(argv=None):
         return 2
     except TrainingInterrupted as stopped:
         resume = "; run the same command to resume" if args.command == "train" else ""
-        print(f"dhif {args.command}: {stopped}{resume}", file=sys.stderr)
-        return 130
+        _say(f"dhif {args.command}: {stopped}{resume}")
+        return 128 + stopped.signum
     except KeyboardInterrupt:
         print(f"dhif {args.command}: interrupted", file=sys.stderr)
         return 130

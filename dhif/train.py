@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -122,6 +123,14 @@ class _Distributed:
         dist.all_reduce(tensor)
         return tensor.item() / self.world
 
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is true on any rank (every rank gets the same answer)."""
+        if self.world == 1:
+            return flag
+        tensor = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor.item() > 0
+
     def close(self):
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -148,37 +157,54 @@ def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training between two steps; the run's state is saved."""
+    """Ctrl-C or SIGTERM stopped training between two steps; the run's state is saved."""
 
-    def __init__(self, checkpoint: Path, epoch: int, step: int, steps: int):
-        super().__init__(f"interrupted at epoch {epoch + 1}, step {step} of {steps}; the run's state is saved in "
-                         f"{checkpoint}")
+    def __init__(self, checkpoint: Path, epoch: int, step: int, steps: int, signum: int = signal.SIGINT):
+        super().__init__(f"{signal.Signals(signum).name} stopped training at epoch {epoch + 1}, step {step} of "
+                         f"{steps}; the run's state is saved in {checkpoint}")
         self.checkpoint = checkpoint
+        self.signum = signum
 
 
 class _StopRequest:
-    """While active, the first Ctrl-C asks the loop to stop after the current step (so that
-    the saved state is whole); a second one stops at once."""
+    """While active, the first Ctrl-C (SIGINT) or SIGTERM, which clusters send on preemption
+    and time limits, asks the loop to stop after the current step (so that the saved state
+    is whole); a second one stops at once. Forked DataLoader workers inherit the handler
+    but stay quiet: only the process that installed it speaks."""
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
-        self._previous = None
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.enabled = threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._owner = os.getpid()
+        self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._owner:
+            return
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop at once)", flush=True)
+        self.signum = signum
+        try:
+            print(f"\n{signal.Signals(signum).name}: stopping after this step (again to stop at once)",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):  # a closed terminal or pipe must not stop the save
+            pass
 
     def __enter__(self):
         if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc):
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
         return False
 
 
@@ -291,7 +317,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                                  + ("s" if config.time_limit else "epochs") + "{postfix}")
     per_epoch = progress and env.main and not whole_run
     model.train()
-    stop = _StopRequest(enabled=env.world == 1)
+    stop = _StopRequest()
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
@@ -311,13 +337,17 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                 total, count = total + loss.item(), count + 1
                 rate = count * config.batch_size * env.world / (time.time() - epoch_start)
                 bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
-                if stop.requested:
+                # Under torchrun every rank stops after the same step; rank 0 saves.
+                if env.any(stop.requested):
                     bar.close()
                     budget_bar.close()
-                    state = training_state(model, optimizer, scheduler, epoch, config, device)
-                    state["interrupted"] = {"total": total, "count": count}
-                    save_atomic(state, last)
-                    raise TrainingInterrupted(last, epoch, count, len(loader))
+                    if env.main:
+                        state = training_state(model, optimizer, scheduler, epoch, config, device)
+                        state["interrupted"] = {"total": total, "count": count}
+                        save_atomic(state, last)
+                    env.barrier()
+                    env.close()
+                    raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
         scheduler.step()
         mean_loss = env.mean(total / max(count, 1))
         val_psnr = None

@@ -157,6 +157,19 @@ def test_second_derivatives(fused_device, dim, padding):
     assert torch.autograd.gradgradcheck(lambda x, t: adaptive_filter(x, t, dim, padding, impl="fused"), (x, t))
 
 
+def test_gradients_with_create_graph_count_shared_taps_once(fused_device):
+    """Two passes sharing one taps tensor, differentiated with create_graph=True (the
+    differentiable backward): each pass contributes its own partial derivative once."""
+    x, taps = make_inputs((1, 2, 4, 5), 3, torch.float64, fused_device, seed=4)
+    results = {}
+    for impl in ("fused", "reference"):
+        xi, ti = x.clone().requires_grad_(), taps.clone().requires_grad_()
+        y = adaptive_filter(adaptive_filter(xi, ti, 2, impl=impl), ti, 3, impl=impl).sin().sum()
+        results[impl] = torch.autograd.grad(y, (xi, ti), create_graph=True)
+    for fused, reference in zip(results["fused"], results["reference"]):
+        torch.testing.assert_close(fused, reference, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("wanted", ["x", "taps"])
 def test_backward_computes_only_the_gradients_asked_for(fused_device, monkeypatch, wanted):
     x, t = make_inputs((2, 3, 4, 5), 7, torch.float64, fused_device)

@@ -192,6 +192,8 @@ class DHIFNet(nn.Module):
         return z
 
     def _recomputes_taps(self, device) -> bool:
+        if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+            return False  # torch.func's grad and vjp refuse the checkpoint's saved-tensor hooks
         if self.recompute_taps is not None:
             return self.recompute_taps
         return resolve_impl(self.filter_impl, device) == "fused"

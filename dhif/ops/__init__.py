@@ -6,7 +6,8 @@
 
 `impl="auto"` takes the compiled kernel when one serves the tensor's device (the
 dispatcher then picks CPU or CUDA) and otherwise the pure-PyTorch reference, warning once.
-DHIF_FORCE_REFERENCE=1 makes "auto" take the reference.
+DHIF_FORCE_REFERENCE=1 makes "auto" take the reference. Under forward-mode AD and
+torch.func's grad transforms every impl runs the reference (see _ext.needs_reference).
 """
 import os
 import warnings
@@ -94,7 +95,7 @@ def adaptive_filter(x: torch.Tensor, taps: torch.Tensor, dim: int, padding: str 
     Differentiable in x and taps. Half types accumulate in float32.
     """
     _check_args(x, taps, dim, padding)
-    if resolve_impl(impl, x.device) == "reference":
+    if resolve_impl(impl, x.device) == "reference" or _ext.needs_reference(x, taps):
         return adaptive_filter_reference(x, taps, dim, padding, normalize)
     y, _ = torch.ops.dhif.adaptive_filter_forward(x, taps, dim, padding, normalize)
     return y

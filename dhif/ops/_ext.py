@@ -22,6 +22,23 @@ def _accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def forward_mode_active() -> bool:
+    """Whether forward-mode AD is on (torch.autograd.forward_ad, or torch.func's jvp,
+    jacfwd and hessian, which open the same dual level)."""
+    return getattr(torch.autograd.forward_ad, "_current_level", -1) >= 0
+
+
+def needs_reference(*tensors) -> bool:
+    """Whether this call must run the reference: the kernels have no forward-mode formula
+    (a custom op without one gives a zero tangent), and torch.func's grad, vjp and jacrev
+    refuse the autograd.Function that torch.library generates for the op. The reference
+    supports both; torch.vmap alone keeps the kernels (the batching rules below). Code being
+    compiled sees neither (torch.compile traces the op's own autograd)."""
+    if torch.compiler.is_compiling():
+        return False
+    return forward_mode_active() or any(torch._C._functorch.is_gradtrackingtensor(t) for t in tensors)
+
+
 def fused_device_types() -> frozenset:
     """Device types ('cpu', 'cuda') that a compiled kernel serves on this machine."""
     if _C is None:
@@ -68,9 +85,10 @@ if _C is not None:
         need_grad_x, need_grad_taps = ctx.needs_input_grad[:2]
         if grad_y is None:  # only inv_norm was used
             return None, None, None, None, None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_y, x, taps)):
-            # create_graph=True: the gradients must be differentiable themselves, and the
-            # kernels' are not, so they are taken through the reference instead.
+        if forward_mode_active() or (torch.is_grad_enabled() and any(t.requires_grad for t in (grad_y, x, taps))):
+            # create_graph=True (or forward-over-reverse): the gradients must be
+            # differentiable themselves, and the kernels' are not, so they are taken through
+            # the reference instead.
             return (*_differentiable_backward(grad_y, x, taps, need_grad_x, need_grad_taps, *ctx.filter_args),
                     None, None, None)
         grad_x, grad_taps = torch.ops.dhif.adaptive_filter_backward(grad_y, x, taps, inv_norm, *ctx.filter_args,
@@ -78,11 +96,40 @@ if _C is not None:
         return grad_x if need_grad_x else None, grad_taps if need_grad_taps else None, None, None, None
 
     def _differentiable_backward(grad_y, x, taps, need_grad_x, need_grad_taps, dim, padding, normalize):
-        # Saved inputs keep their graph, so second derivatives reach the original x and taps.
-        x, taps = (t if t.requires_grad else t.detach().requires_grad_() for t in (x, taps))
-        wanted = [t for t, need in ((x, need_grad_x), (taps, need_grad_taps)) if need]
-        y = adaptive_filter_reference(x, taps, dim, padding, normalize)
-        grads = list(torch.autograd.grad(y, wanted, grad_y, create_graph=True)) if wanted else []
-        return grads.pop(0) if need_grad_x else None, grads.pop(0) if need_grad_taps else None
+        # The reference's vector-Jacobian product, itself differentiable in grad_y and in the
+        # saved inputs, which keep their graph. torch.func.vjp takes partial derivatives:
+        # torch.autograd.grad(y, (x, taps)) would also follow the path from taps to x where
+        # x was made from the same taps (two passes sharing them) and count it twice.
+        _, pullback = torch.func.vjp(lambda x, taps: adaptive_filter_reference(x, taps, dim, padding, normalize),
+                                     x, taps)
+        grad_x, grad_taps = pullback(grad_y)
+        return grad_x if need_grad_x else None, grad_taps if need_grad_taps else None
 
     torch.library.register_autograd(FORWARD, _backward, setup_context=_setup_context)
+
+    # torch.vmap: the op already has a batch dimension, so a vmapped call is one call on the
+    # vmapped and the op's batch dimensions merged (an unbatched argument is expanded).
+    def _merge_batches(batch_size, tensors, in_dims):
+        merged = []
+        for tensor, in_dim in zip(tensors, in_dims):
+            tensor = tensor.movedim(in_dim, 0) if in_dim is not None else tensor.expand(batch_size, *tensor.shape)
+            merged.append(tensor.reshape(-1, *tensor.shape[2:]))
+        return merged
+
+    def _split_batches(batch_size, tensors):
+        return tuple(t.view(batch_size, -1, *t.shape[1:]) if t.numel() else t for t in tensors), \
+            tuple(0 if t.numel() else None for t in tensors)
+
+    @torch.library.register_vmap(FORWARD)
+    def _forward_vmap(info, in_dims, x, taps, dim, padding, normalize):
+        x, taps = _merge_batches(info.batch_size, (x, taps), in_dims[:2])
+        return _split_batches(info.batch_size, torch.ops.dhif.adaptive_filter_forward(x, taps, dim, padding,
+                                                                                      normalize))
+
+    @torch.library.register_vmap(BACKWARD)
+    def _backward_vmap(info, in_dims, grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x,
+                       need_grad_taps):
+        tensors = _merge_batches(info.batch_size, (grad_y, x, taps, inv_norm), in_dims[:4])
+        grads = torch.ops.dhif.adaptive_filter_backward(*tensors, dim, padding, normalize, need_grad_x,
+                                                        need_grad_taps)
+        return _split_batches(info.batch_size, grads)
