@@ -28,7 +28,7 @@ from .checkpoint import load_checkpoint, restore_training_state, save_atomic, tr
 from .data import SceneDataset
 from .models import DHIFNet, ModelConfig
 from .models.physics import init_observation_operators
-from .report import claim_output
+from .report import claim_output, release_folder
 
 
 @dataclasses.dataclass
@@ -385,5 +385,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     budget_bar.close()
     if writer is not None:
         writer.close()
+    if env.main:
+        release_folder(out)
     env.close()
     return result

@@ -87,7 +87,7 @@ def test_ctrl_c_is_one_line_that_says_what_was_saved(tmp_path, capsys, monkeypat
     monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c)
     assert main(["demo", "--steps", "8", "--out", str(tmp_path)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == (f"dhif demo: interrupted at epoch 1, step 1 of 8; the run's state is saved in "
+    assert err[-1] == (f"dhif demo: SIGINT stopped training at epoch 1, step 1 of 8; the run's state is saved in "
                        f"{tmp_path / 'run' / 'last.pt'}")
     assert (tmp_path / "run" / "last.pt").exists()
 

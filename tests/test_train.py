@@ -101,21 +101,23 @@ def test_resume_refuses_changed_settings_unless_asked(tmp_path):
         assert [float(row["lr"]) for row in csv.DictReader(f)][1] == pytest.approx(5e-4 * 0.95)
 
 
-def test_ctrl_c_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, monkeypatch, signum):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     config = tiny_config(straight, epochs=2, samples_per_epoch=16)  # 4 steps per epoch
     expected = train(config, tiny_dataset(config), progress=False)
     original, calls = dhif.train.train_step, []
 
-    def press_ctrl_c_at_step_6(*args):
+    def signal_at_step_6(*args):
         calls.append(1)
         if len(calls) == 6:  # epoch 2, step 2
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return original(*args)
 
-    monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c_at_step_6)
+    monkeypatch.setattr(dhif.train, "train_step", signal_at_step_6)
     config = tiny_config(stopped, epochs=2, samples_per_epoch=16)
-    with pytest.raises(dhif.train.TrainingInterrupted, match="epoch 2, step 2 of 4"):
+    with pytest.raises(dhif.train.TrainingInterrupted, match=f"{signal.Signals(signum).name} stopped training at "
+                       "epoch 2, step 2 of 4"):
         train(config, tiny_dataset(config), progress=False)
     assert len(calls) == 6  # stopped after the step in progress, not before it, not later
     saved = load_checkpoint(stopped / "last.pt")
@@ -220,3 +222,60 @@ def test_ddp_with_two_gloo_processes(tmp_path):
     assert checkpoint["epoch"] == 2
     # Two ranks each took half of every epoch's samples: one optimizer step per epoch each.
     assert checkpoint["optimizer"]["state"][0]["step"].item() == 2
+
+
+def _train_command(cave, out):
+    return [sys.executable, "-m", "dhif.cli", "train", "--cave", str(cave), "--train-scenes", "toy", "--val-every",
+            "0", "--out", str(out), "--scale", "8", "--stages", "1", "--width", "4", "--head-width", "8",
+            "--epochs", "3", "--samples", "400", "--patch", "32", "--workers", "1", "--device", "cpu"]
+
+
+def _start_training(command, env):
+    """A `dhif train` process, returned once it is taking steps, with its stderr so far."""
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    while "epoch " not in seen:  # an epoch's progress bar: steps are being taken
+        char = process.stderr.read(1)
+        assert char, f"the run ended before training: {seen[-2000:]}"
+        seen += char
+    return process, seen
+
+
+@pytest.mark.slow
+def test_sigterm_and_the_folder_lock_on_real_runs(tmp_path):
+    from test_data import write_cave_folder
+
+    write_cave_folder(tmp_path / "cave", "toy", size=(64, 64))
+    out = tmp_path / "run"
+    command = _train_command(tmp_path / "cave", out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first, seen = _start_training(command, env)
+
+    # A second run into the folder that a live run holds: one line naming the holder.
+    for second in (command, [sys.executable, "-m", "dhif.cli", "demo", "--steps", "8", "--out", str(out)]):
+        refused = subprocess.run(second, capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert refused.stderr.strip().count("\n") == 0
+        assert f"{out} is in use by another dhif run (pid {first.pid} on " in refused.stderr
+
+    # SIGTERM: the step finishes, the state is saved, one line says where, exit 128 + 15.
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, err[-2000:]
+    lines = [line for line in (seen + err).replace("\r", "\n").splitlines() if "SIGTERM" in line]
+    assert len(lines) == 2, lines  # "stopping after this step" once (not per worker), then where it is saved
+    assert lines[-1].startswith("dhif train: SIGTERM stopped training at epoch ")
+    assert lines[-1].endswith(f"the run's state is saved in {out / 'last.pt'}; run the same command to resume")
+    saved = load_checkpoint(out / "last.pt")
+    step = saved["interrupted"]["count"] + 1
+
+    # The same command resumes; killed outright, it leaves its lock, which does not block the next run.
+    killed, _ = _start_training(command, env)
+    killed.kill()
+    stdout, _ = killed.communicate(timeout=60)
+    assert f"resuming {out / 'last.pt'} at epoch {saved['epoch'] + 1}, step {step}" in stdout
+    assert json.loads((out / ".dhif-run.lock").read_text())["pid"] == killed.pid
+    finished = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3
+    assert not (out / ".dhif-run.lock").exists()
