@@ -211,11 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
-    p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.tif cube")
+    p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube")
     p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz file")
     p.add_argument("--lr-layout", choices=LAYOUTS, default="auto", help="axes of the LR-HSI array: chw (bands "
                    "first), hwc (bands last), or auto (only where the shape leaves no doubt)")
-    p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.tif image")
+    p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.h5/.tif image")
     p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz file")
     p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "

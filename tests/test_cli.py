@@ -146,6 +146,19 @@ def test_a_missing_array_name_is_an_unquoted_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"dhif fuse: error: {tmp_path / 'pair.npz'} has no array 'hyprImg'")
 
 
+def test_fuse_refuses_a_container_of_several_cubes_without_a_key(tmp_path):
+    lr_hsi = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "pair.npz", lr=lr_hsi, msi=np.zeros((3, 64, 64), np.float32))
+    completed = subprocess.run([sys.executable, "-m", "dhif.cli", "fuse", "--lr-hsi", str(tmp_path / "pair.npz"),
+                                "--hr-msi", str(tmp_path / "pair.npz"), "--msi-key", "msi", "--lr-layout", "chw",
+                                "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (f"dhif fuse: error: {tmp_path / 'pair.npz'} holds several arrays (lr (4, 16, "
+                                        "16), msi (3, 64, 64)); name the one to read (--lr-key or --msi-key for "
+                                        "dhif fuse)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_array_name_for_a_npy_file_is_refused(tmp_path, capsys):
     assert main(_pair(tmp_path) + ["--lr-key", "hyprImg"]) == 2
     assert "single array" in capsys.readouterr().err

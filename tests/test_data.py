@@ -84,8 +84,10 @@ def test_cube_formats_round_trip(tmp_path):
         f["hsi"] = hwc.T
     with open(tmp_path / "v73.mat", "r+b") as f:
         f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
-    for name, key in [("a.npy", None), ("a.npz", "hsi"), ("v5.mat", "hsi"), ("v5.mat", None), ("v73.mat", "hsi"),
-                      ("a.tif", None)]:
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["data/hsi"] = cube
+    for name, key in [("a.npy", None), ("a.npz", "hsi"), ("a.npz", None), ("v5.mat", "hsi"), ("v73.mat", "hsi"),
+                      ("v73.mat", None), ("a.tif", None), ("a.h5", "data/hsi"), ("a.h5", None)]:
         layout = "hwc" if name.endswith(".mat") else "chw"
         np.testing.assert_array_equal(read_cube(tmp_path / name, key, layout).numpy(), cube, err_msg=name)
     with pytest.raises(KeyError, match="nothing"):
@@ -93,6 +95,19 @@ def test_cube_formats_round_trip(tmp_path):
     (tmp_path / "broken.mat").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="broken.mat"):
         read_cube(tmp_path / "broken.mat")
+
+
+def test_containers_with_several_cubes_and_no_key_are_refused_with_the_list(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    cube = np.zeros((4, 6, 6), dtype=np.float32)
+    np.savez(tmp_path / "two.npz", hsi=cube, msi=cube[:3], bands=np.arange(4))
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f["hsi"], f["msi"] = cube, cube[:3]
+    for name in ("two.npz", "two.h5"):
+        with pytest.raises(ValueError, match=r"holds several arrays \(.*hsi \(4, 6, 6\).*msi \(3, 6, 6\).*\); "
+                                             "name the one to read"):
+            read_cube(tmp_path / name)
+        assert read_cube(tmp_path / name, "msi", "chw").shape == (3, 6, 6)
 
 
 def test_layout_is_stated_or_unambiguous(tmp_path):

@@ -1,5 +1,5 @@
 """Readers of hyperspectral cubes: the CAVE database's PNG folders, .mat (v5 and v7.3),
-.npy/.npz and .tif. Every reader returns a float32 tensor (C, H, W)."""
+.npy/.npz, .h5 and .tif. Every reader returns a float32 tensor (C, H, W)."""
 import re
 from pathlib import Path
 
@@ -117,21 +117,57 @@ def _to_unit_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _hdf5_arrays(path: Path, transpose: bool) -> dict:
+    """Every dataset of an HDF5 file by its path; MATLAB v7.3 stores arrays transposed."""
+    import h5py
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        def take(name, item):
+            if isinstance(item, h5py.Dataset):
+                arrays[name] = np.asarray(item).T if transpose else np.asarray(item)
+        f.visititems(take)
+    return arrays
+
+
 def _mat_arrays(path: Path) -> dict:
     try:
         from scipy.io import loadmat
 
         return {k: v for k, v in loadmat(path).items() if isinstance(v, np.ndarray)}
-    except NotImplementedError:  # MATLAB v7.3 is HDF5; h5py stores arrays transposed
-        import h5py
+    except NotImplementedError:  # MATLAB v7.3 is HDF5
+        return _hdf5_arrays(path, transpose=True)
 
-        with h5py.File(path, "r") as f:
-            return {k: np.asarray(f[k]).T for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+
+def _container_arrays(path: Path, suffix: str) -> dict:
+    if suffix == ".mat":
+        return _mat_arrays(path)
+    if suffix == ".npz":
+        return dict(np.load(path))
+    if suffix in (".h5", ".hdf5"):
+        return _hdf5_arrays(path, transpose=False)
+    return None
+
+
+def _only_cube(path: Path, arrays: dict) -> np.ndarray:
+    """The one 3-D numeric array of a container; with several candidates and no key, the
+    choice is the user's, never a guess."""
+    numeric = {k: v for k, v in arrays.items() if np.issubdtype(v.dtype, np.number)}
+    if not numeric:
+        raise ValueError(f"{path} holds no numeric array")
+    if len(numeric) == 1:
+        return next(iter(numeric.values()))
+    cubes = [v for v in numeric.values() if v.ndim == 3]
+    if len(cubes) == 1:
+        return cubes[0]
+    listed = ", ".join(f"{k} {tuple(v.shape)}" for k, v in numeric.items())
+    raise ValueError(f"{path} holds several arrays ({listed}); name the one to read (--lr-key or --msi-key "
+                     "for dhif fuse)")
 
 
 def read_array(path, key: str = None) -> np.ndarray:
-    """The raw array stored in a .mat/.npy/.npz/.tif file (the given key, or the largest
-    numeric array)."""
+    """The raw array stored in a .mat/.npy/.npz/.h5/.tif file: the given key, or the only
+    array, or the only 3-D one; several candidates without a key are refused, listed."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
@@ -145,23 +181,20 @@ def read_array(path, key: str = None) -> np.ndarray:
             import tifffile
 
             return tifffile.imread(path)
-        arrays = _mat_arrays(path) if suffix == ".mat" else dict(np.load(path)) if suffix == ".npz" else None
+        arrays = _container_arrays(path, suffix)
     except Exception as error:  # each library has its own error types for corrupt files
         raise ValueError(f"cannot read {path}: {error}") from error
     if arrays is None:
-        raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz or .tif")
+        raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz, .h5 or .tif")
     if key is not None:
         if key not in arrays:
             raise KeyError(f"{path} has no array {key!r}; it has {sorted(arrays)}")
         return arrays[key]
-    numeric = {k: v for k, v in arrays.items() if np.issubdtype(v.dtype, np.number)}
-    if not numeric:
-        raise ValueError(f"{path} holds no numeric array")
-    return max(numeric.values(), key=lambda v: v.size)
+    return _only_cube(path, arrays)
 
 
 def read_cube(path, key: str = None, layout: str = "auto") -> torch.Tensor:
-    """A hyperspectral cube (C, H, W) float32 from .mat/.npy/.npz/.tif. Integer data are
+    """A hyperspectral cube (C, H, W) float32 from .mat/.npy/.npz/.h5/.tif. Integer data are
     divided by their type's maximum; float data are returned as stored. layout: 'chw'
     (bands first), 'hwc' (bands last) or 'auto', which decides only when the shape leaves
     no doubt (square images, or one end axis far smaller than the other) and otherwise
