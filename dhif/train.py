@@ -196,6 +196,13 @@ class _StopRequest:
         except (OSError, ValueError):  # a closed terminal or pipe must not stop the save
             pass
 
+    @classmethod
+    def ignore_in_worker(cls, worker_id: int):
+        """DataLoader's worker_init_fn: a cluster's SIGTERM reaches every process of the job,
+        and the workers must live until the main process has finished its step and saved."""
+        for signum in cls.SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
     def __enter__(self):
         if self.enabled:
             self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
@@ -294,7 +301,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     # Samples are already random functions of (seed, epoch, index): no shuffling needed.
     sampler = DistributedSampler(dataset, shuffle=False) if env.world > 1 else None
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        drop_last=True, persistent_workers=config.workers > 0)
+                        drop_last=True, persistent_workers=config.workers > 0,
+                        worker_init_fn=_StopRequest.ignore_in_worker)
     if env.main:
         claim_output(out, (), overwrite=False)  # an unwritable folder fails now, not after the first epoch
     log_path = out / "log.csv"
@@ -326,8 +334,10 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         batches = loader
         if epoch == start_epoch and interrupted:  # the rest of an epoch that Ctrl-C stopped
             total, count = interrupted["total"], interrupted["count"]
+            # This rank's samples of the epoch from the first step not taken (its shard under DDP).
+            remaining = list(sampler if sampler is not None else range(len(dataset)))[count * config.batch_size:]
             batches = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers, drop_last=True,
-                                 sampler=range(count * config.batch_size, len(dataset)))
+                                 sampler=remaining, worker_init_fn=_StopRequest.ignore_in_worker)
         epoch_lr = scheduler.get_last_lr()[0]  # the rate of this epoch's steps
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
         with stop:
@@ -341,6 +351,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                 if env.any(stop.requested):
                     bar.close()
                     budget_bar.close()
+                    # The ranks' mean: the epoch's loss, a mean over ranks, comes out the same.
+                    total = env.mean(total)
                     if env.main:
                         state = training_state(model, optimizer, scheduler, epoch, config, device)
                         state["interrupted"] = {"total": total, "count": count}

@@ -295,6 +295,21 @@ def test_patch_dataset_is_a_function_of_seed_epoch_index():
     torch.testing.assert_close(degrade(hr, 8), lr)
 
 
+def test_persistent_workers_see_every_epoch():
+    """DataLoader's persistent workers hold copies of the dataset: set_epoch must reach them,
+    or every epoch would repeat the patches of the epoch the workers started in."""
+    from torch.utils.data import DataLoader
+
+    data = PatchDataset([synthetic_scene(64, seed=0)], 8, spectral_response(), patch=32, samples=4, seed=3)
+    loader = DataLoader(data, batch_size=4, num_workers=1, persistent_workers=True)
+    for epoch in range(2):
+        data.set_epoch(epoch)
+        _, _, hr = next(iter(loader))
+        torch.testing.assert_close(hr, torch.stack([data[i][2] for i in range(4)]), rtol=0, atol=0)
+    data.set_epoch(0)
+    assert not torch.equal(hr, torch.stack([data[i][2] for i in range(4)]))
+
+
 def test_scene_dataset_crops_to_the_scale():
     data = SceneDataset({"a": synthetic_scene(100, seed=0)}, 8, spectral_response())
     lr, msi, hr, name = data[0]

@@ -3,6 +3,7 @@ uninterrupted one, and DDP runs with two gloo processes."""
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -234,7 +235,8 @@ def _start_training(command, env):
     """A `dhif train` process, returned once it is taking steps, with its stderr so far."""
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     seen = ""
-    while "epoch " not in seen:  # an epoch's progress bar: steps are being taken
+    # An epoch's progress bar past its first step (under DDP every rank has then taken one).
+    while not re.search(r"epoch \d+/\d+: .*\| [1-9]\d*/\d+", seen):
         char = process.stderr.read(1)
         assert char, f"the run ended before training: {seen[-2000:]}"
         seen += char
@@ -279,3 +281,32 @@ def test_sigterm_and_the_folder_lock_on_real_runs(tmp_path):
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert load_checkpoint(out / "last.pt")["epoch"] == 3
     assert not (out / ".dhif-run.lock").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_rank_and_the_resumed_run_is_exact(tmp_path):
+    from test_data import write_cave_folder
+
+    write_cave_folder(tmp_path / "cave", "toy", size=(64, 64))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def torchrun(out):
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                *_train_command(tmp_path / "cave", out)[2:]]
+
+    straight = subprocess.run(torchrun(tmp_path / "straight"), capture_output=True, text=True, env=env, timeout=300)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    launcher, seen = _start_training(torchrun(tmp_path / "stopped"), env)
+    launcher.send_signal(signal.SIGTERM)  # torchrun passes it on to every process of every rank
+    _, err = launcher.communicate(timeout=240)
+    stopped = [line for line in (seen + err).splitlines() if "SIGTERM stopped training at epoch" in line]
+    assert len(stopped) == 2, (seen + err)[-3000:]  # both ranks, at the same step
+    assert len({line.split("] ")[-1] for line in stopped}) == 1, stopped
+    assert "interrupted" in load_checkpoint(tmp_path / "stopped" / "last.pt")
+    resumed = subprocess.run(torchrun(tmp_path / "stopped"), capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_checkpoint(tmp_path / "straight" / "last.pt"), load_checkpoint(tmp_path / "stopped" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    assert a["metrics"]["loss"] == pytest.approx(b["metrics"]["loss"], rel=1e-12)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key

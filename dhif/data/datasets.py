@@ -55,10 +55,17 @@ class EpochSampledDataset(Dataset):
     epoch."""
 
     def __init__(self, samples: int, seed: int):
-        self.samples, self.seed, self.epoch = samples, seed, 0
+        self.samples, self.seed = samples, seed
+        # In shared memory: DataLoader's persistent workers hold copies of the dataset made
+        # when they started, and must still see each new epoch.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def set_epoch(self, epoch: int):
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __len__(self):
         return self.samples
