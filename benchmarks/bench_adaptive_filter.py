@@ -12,9 +12,12 @@ import torch
 
 from dhif.ops import available_impls, spatio_spectral_filter
 
-from measure import copy_bandwidth, cpu_peak_extra_in_fresh_process, cuda_peak_extra, filter_bytes, synchronize
+from measure import (COPY_MEGABYTES, TINY, copy_bandwidth, cpu_peak_extra_in_fresh_process, cuda_peak_extra,
+                     filter_bytes, synchronize)
 
 CASES = {"train_batch": (4, 31, 96, 96), "cave_image": (1, 31, 512, 512)}
+if TINY:
+    CASES = {"train_batch": (2, 31, 16, 16), "cave_image": (1, 31, 32, 32)}
 PASSES = ["forward", "forward_backward"]
 IMPLS = ["fused", "reference", "compiled_reference"]
 
@@ -92,5 +95,5 @@ def test_spatio_spectral_filter(benchmark, device, case, pass_, impl):
 def test_copy_bandwidth(benchmark, device):
     """The yardstick: a 400 MB tensor copy, bytes read plus written."""
     benchmark.group = f"{device} copy"
-    result = benchmark.pedantic(lambda: copy_bandwidth(device, 400, 5), rounds=1, iterations=1)
+    result = benchmark.pedantic(lambda: copy_bandwidth(device, COPY_MEGABYTES, 5), rounds=1, iterations=1)
     benchmark.extra_info.update(device=device, gbps=result)

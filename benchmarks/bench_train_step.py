@@ -20,10 +20,14 @@ from dhif.models import DHIFNet
 from dhif.ops import available_impls
 from dhif.train import has_native_bf16, train_step
 
-from measure import cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
+from measure import TINY, cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
 
 PAPER = dict(hsi_channels=31, msi_channels=3, scale=8, stages=4)
 BATCH, PATCH = 4, 96
+IMAGE, TILE = 512, 256  # whole-image inference
+if TINY:
+    PAPER.update(stages=1, width=4, head_width=8)
+    BATCH, PATCH, IMAGE, TILE = 1, 32, 64, 32
 MEMORY_BUDGET = 8 * 2 ** 30
 # variant -> DHIFNet keyword arguments
 VARIANTS = {"fused": dict(filter_impl="fused"),
@@ -68,7 +72,7 @@ def inference(model, lr, msi, tile):
 
 
 def cpu_inference(impl, tile):
-    lr, msi, _ = batch_inputs(1, 512, "cpu")
+    lr, msi, _ = batch_inputs(1, IMAGE, "cpu")
     return inference(make_model(impl, "cpu").eval(), lr, msi, tile)
 
 
@@ -104,12 +108,12 @@ def test_training_step(benchmark, device, variant, precision, compiled):
                                 compiled=compiled, batch=BATCH, patch=PATCH, peak_extra_bytes=peak)
 
 
-@pytest.mark.parametrize("tile", [None, 256], ids=["whole", "tiled256"])
+@pytest.mark.parametrize("tile", [None, TILE], ids=["whole", f"tiled{TILE}"])
 @pytest.mark.parametrize("impl", ["fused", "reference"])
 def test_inference_512(benchmark, device, impl, tile):
     skip_unavailable(impl, device)
     model = make_model(impl, device).eval()
-    lr, msi, _ = batch_inputs(1, 512, device)
+    lr, msi, _ = batch_inputs(1, IMAGE, device)
 
     infer = inference(model, lr, msi, tile)
 

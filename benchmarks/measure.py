@@ -12,6 +12,10 @@ import torch
 from dhif.ops import build_info
 
 TAPS = 7
+# DHIF_BENCH_TINY=1: every benchmark at a tiny size, to check the benchmarking itself
+# (gpu_check.sh --dry-run), not to measure anything.
+TINY = os.environ.get("DHIF_BENCH_TINY") == "1"
+COPY_MEGABYTES = 8 if TINY else 400
 
 
 def filter_bytes(shape, element_size: int, backward: bool, taps: int = TAPS) -> int:

@@ -12,6 +12,8 @@ from dhif.models import DHIFNet
 from dhif.profiling import saved_tensor_bytes
 from dhif.train import train_step
 
+from measure import TINY
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
@@ -23,11 +25,12 @@ def main():
     parser.add_argument("--keep-taps", action="store_true", help="keep the taps instead of recomputing them")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = DHIFNet(filter_impl=args.impl, recompute_taps=False if args.keep_taps else None)
+    size, tiny = (32, dict(stages=1, width=4, head_width=8)) if TINY else (96, {})
+    model = DHIFNet(filter_impl=args.impl, recompute_taps=False if args.keep_taps else None, **tiny)
     model = model.to(args.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-    hr = torch.rand(args.batch, 31, 96, 96, device=args.device)
-    lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, 96, 96, device=args.device)
+    hr = torch.rand(args.batch, 31, size, size, device=args.device)
+    lr, msi = F.avg_pool2d(hr, 8), torch.rand(args.batch, 3, size, size, device=args.device)
 
     def step():
         train_step(model, optimizer, lr, msi, hr, args.bf16)

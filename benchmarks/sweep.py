@@ -15,7 +15,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_adaptive_filter import IMPLS, make_inputs, step_fn  # noqa: E402
-from measure import copy_bandwidth, filter_bytes, machine, synchronize  # noqa: E402
+from measure import COPY_MEGABYTES, copy_bandwidth, filter_bytes, machine, synchronize  # noqa: E402
 
 STYLES = {"fused": "o-", "reference": "s--", "compiled_reference": "^-."}
 
@@ -83,7 +83,7 @@ def main():
     args = parser.parse_args()
     out = Path(args.out or f"benchmarks/op_sweep_{args.device}.png")
     rows = sweep(args.device, args.sizes)
-    copy_gbps = copy_bandwidth(args.device, 400, 5)
+    copy_gbps = copy_bandwidth(args.device, COPY_MEGABYTES, 5)
     info = machine()
     title = (f"spatio_spectral_filter fwd+bwd, float32, {info.get('gpu') if args.device == 'cuda' else info['cpu']}"
              f" ({info['date']}, torch {info['torch']})")
