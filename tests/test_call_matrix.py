@@ -80,7 +80,10 @@ def second_derivatives(fn, inputs):
 
 def compiled(fn, inputs):
     torch._dynamo.reset()
-    return first_derivatives(torch.compile(fn, fullgraph=True, dynamic=True), inputs)
+    # The network through aot_eager: the same tracing of the op (dynamo, fake kernels,
+    # AOTAutograd), without inductor generating code for every convolution (minutes here).
+    backend = "aot_eager" if isinstance(fn, torch.nn.Module) else "inductor"
+    return first_derivatives(torch.compile(fn, fullgraph=True, dynamic=True, backend=backend), inputs)
 
 
 def exported(fn, inputs):
