@@ -56,6 +56,17 @@ except ImportError:
              "`pip install --no-build-isolation .` (see README).")
 
 
+# The oldest torch that dhif builds and is tested against (.ci/run builds the sdist with it).
+TORCH_FLOOR = "2.11"
+TORCH_BUILT = torch.__version__.split("+")[0]
+if tuple(int(part) for part in TORCH_BUILT.split(".")[:2]) < tuple(int(part) for part in TORCH_FLOOR.split(".")):
+    sys.exit(f"dhif needs torch >= {TORCH_FLOOR} to build; torch {torch.__version__} is installed.")
+# A compiled extension works only with the torch it was built against: the wheel says so,
+# as extension packages that ship wheels do.
+REQUIREMENTS = [f"torch=={TORCH_BUILT}", "numpy", "ninja", "pybind11", "scipy", "h5py", "pillow", "tqdm",
+                "matplotlib"]
+
+
 def want_cuda():
     if _flag("DHIF_CPU_ONLY"):
         return False
@@ -132,6 +143,7 @@ def extension():
 
 
 setup(
+    install_requires=REQUIREMENTS,
     packages=find_packages(include=["dhif", "dhif.*"]),
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildWithCpuCapabilities.with_options(use_ninja=True)},

@@ -25,6 +25,7 @@ IMPLS = ("auto", "fused", "reference")
 PADDINGS = ("replicate", "zeros")
 MAX_TAPS = 2**31 - 1  # the kernels count taps in an int
 _FUSED_DEVICE_TYPES = _ext.fused_device_types()
+_ext.check_torch_version()
 _warned_fallback = set()
 
 
