@@ -1,6 +1,8 @@
 """The `dhif` command: train | test | fuse | convert | demo | info."""
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -256,12 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _say(line: str):
-    """One line on stderr; a closed terminal or pipe is not a reason to fail."""
-    try:
-        print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
+def _say_last(line: str):
+    """The last line of a stopped command, on stderr. A terminal or pipe that the same Ctrl-C
+    closed (`dhif train | tee log`) is not a reason to fail: streams that cannot be written
+    are pointed at /dev/null, so that Python's final flush does not change the exit code."""
+    for stream, text in ((sys.stderr, line + "\n"), (sys.stdout, "")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def main(argv=None):
@@ -277,8 +284,9 @@ def main(argv=None):
         print(f"dhif {args.command}: error: {message}", file=sys.stderr)
         return 2
     except TrainingInterrupted as stopped:
-        resume = "; run the same command to resume" if args.command == "train" else ""
-        _say(f"dhif {args.command}: {stopped}{resume}")
+        resume = ("; dhif fuse cannot resume it: run the command again with --overwrite to start over"
+                  if args.command == "fuse" else "; run the same command to resume")
+        _say_last(f"dhif {args.command}: {stopped}{resume}")
         return 128 + stopped.signum
     except KeyboardInterrupt:
         print(f"dhif {args.command}: interrupted", file=sys.stderr)

@@ -55,7 +55,10 @@ def run_demo(args):
     device = pick_device(args.device)  # refuse an unusable device before any work
     out = Path(args.out or ("demo_out_cave" if args.cave else "demo_out"))
     train_cubes, test_cubes = demo_scenes(args.cave, args.seed)
-    claim_output(out, OUTPUTS, args.overwrite)
+    # A demo stopped during training (Ctrl-C, SIGTERM) left its run's state and nothing
+    # after it: the same command resumes that run.
+    interrupted = (out / "run" / "last.pt").exists() and not any((out / n).exists() for n in OUTPUTS[1:])
+    claim_output(out, OUTPUTS[1:] if interrupted and not args.overwrite else OUTPUTS, args.overwrite)
     srf = spectral_response("nikon_d700")
     config = demo_config(out / "run", args.steps, args.device, args.seed)
     steps = config.epochs * STEPS_PER_EPOCH

@@ -190,11 +190,8 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.signum = signum
-        try:
-            print(f"\n{signal.Signals(signum).name}: stopping after this step (again to stop at once)",
-                  file=sys.stderr, flush=True)
-        except (OSError, ValueError):  # a closed terminal or pipe must not stop the save
-            pass
+        _quietly(lambda: print(f"\n{signal.Signals(signum).name}: stopping after this step (again to stop at "
+                               "once)", file=sys.stderr, flush=True))
 
     @classmethod
     def ignore_in_worker(cls, worker_id: int):
@@ -249,6 +246,25 @@ def _apply_changes(config: TrainConfig, optimizer, scheduler):
     for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
         group["lr"] = config.lr * factor(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def _stop_and_save(env, model, optimizer, scheduler, epoch, config, last, total, count):
+    """Rank 0 saves the state after `count` steps of `epoch` for the same command to resume;
+    the saved loss total is the ranks' mean, so that the epoch's mean loss comes out the same."""
+    total = env.mean(total)
+    if env.main:
+        state = training_state(model, optimizer, scheduler, epoch, config, env.device)
+        state["interrupted"] = {"total": total, "count": count}
+        save_atomic(state, last)
+    env.barrier()
+    env.close()
+
+
+def _quietly(write):
+    try:
+        write()
+    except (OSError, ValueError):  # a closed terminal or pipe
+        pass
 
 
 def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True,
@@ -345,21 +361,16 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                 loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device),
                                   config.bf16)
                 total, count = total + loss.item(), count + 1
+                # Under torchrun every rank stops after the same step; rank 0 saves. The
+                # state is saved before anything is written to a terminal or pipe that the
+                # same Ctrl-C may have closed.
+                if env.any(stop.requested):
+                    _stop_and_save(env, model, optimizer, scheduler, epoch, config, last, total, count)
+                    for progress_bar in (bar, budget_bar):
+                        _quietly(progress_bar.close)
+                    raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
                 rate = count * config.batch_size * env.world / (time.time() - epoch_start)
                 bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
-                # Under torchrun every rank stops after the same step; rank 0 saves.
-                if env.any(stop.requested):
-                    bar.close()
-                    budget_bar.close()
-                    # The ranks' mean: the epoch's loss, a mean over ranks, comes out the same.
-                    total = env.mean(total)
-                    if env.main:
-                        state = training_state(model, optimizer, scheduler, epoch, config, device)
-                        state["interrupted"] = {"total": total, "count": count}
-                        save_atomic(state, last)
-                    env.barrier()
-                    env.close()
-                    raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
         scheduler.step()
         mean_loss = env.mean(total / max(count, 1))
         val_psnr = None

@@ -75,7 +75,7 @@ def test_demo_keeps_an_earlier_run_without_overwrite(tmp_path, capsys):
     assert (out / "run" / "notes.txt").read_text() == "mine" and (out / "metrics.csv").read_text() == "mine"
 
 
-def test_ctrl_c_is_one_line_that_says_what_was_saved(tmp_path, capsys, monkeypatch):
+def test_ctrl_c_is_one_line_and_the_demo_resumes(tmp_path, capsys, monkeypatch):
     import dhif.train
 
     original = dhif.train.train_step
@@ -85,11 +85,17 @@ def test_ctrl_c_is_one_line_that_says_what_was_saved(tmp_path, capsys, monkeypat
         return original(*args)
 
     monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c)
-    assert main(["demo", "--steps", "8", "--out", str(tmp_path)]) == 130
+    assert main(["demo", "--steps", "8", "--out", str(tmp_path / "stopped")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"dhif demo: SIGINT stopped training at epoch 1, step 1 of 8; the run's state is saved in "
-                       f"{tmp_path / 'run' / 'last.pt'}")
-    assert (tmp_path / "run" / "last.pt").exists()
+                       f"{tmp_path / 'stopped' / 'run' / 'last.pt'}; run the same command to resume")
+    assert (tmp_path / "stopped" / "run" / "last.pt").exists()
+    # The same command resumes, and prints what an uninterrupted demo prints.
+    monkeypatch.setattr(dhif.train, "train_step", original)
+    assert main(["demo", "--steps", "8", "--out", str(tmp_path / "stopped")]) == 0
+    resumed = capsys.readouterr().out.splitlines()[-1]
+    assert main(["demo", "--steps", "8", "--out", str(tmp_path / "straight")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == resumed
 
 
 def test_unwritable_output_is_refused_before_any_work(tmp_path, capsys):

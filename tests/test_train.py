@@ -271,6 +271,17 @@ def test_sigterm_and_the_folder_lock_on_real_runs(tmp_path):
     saved = load_checkpoint(out / "last.pt")
     step = saved["interrupted"]["count"] + 1
 
+    # Ctrl-C in `dhif train ... 2>&1 | tee log` also ends tee: the state is saved all the same.
+    piped, _ = _start_training(command, env)
+    piped.stdout.close()
+    piped.stderr.close()
+    piped.send_signal(signal.SIGINT)
+    assert piped.wait(timeout=120) == 128 + signal.SIGINT
+    resaved = load_checkpoint(out / "last.pt")["interrupted"]["count"]
+    assert resaved > saved["interrupted"]["count"] or load_checkpoint(out / "last.pt")["epoch"] > saved["epoch"]
+    saved = load_checkpoint(out / "last.pt")
+    step = saved["interrupted"]["count"] + 1
+
     # The same command resumes; killed outright, it leaves its lock, which does not block the next run.
     killed, _ = _start_training(command, env)
     killed.kill()
