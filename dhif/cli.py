@@ -145,6 +145,18 @@ def cmd_demo(args):
     run_demo(args)
 
 
+class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
+    """Each option's help ends with its default, once: not for a required option, an option
+    whose default is no value (None) or a flag's False, nor where the text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.required or not action.option_strings or "default" in text
+                or action.default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data.readers import LAYOUTS
     from .demo import DEFAULT_STEPS
@@ -157,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     scenes = (f"CAVE training scenes (the authors' split): {', '.join(CAVE_TRAIN_SCENES)}.\n"
               f"CAVE test scenes: {', '.join(CAVE_TEST_SCENES)}.")
-    # Every option shows its default; the scene names close the help of the commands that take scenes.
-    command = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Every option shows its default once; the scene names close the help of the commands that take scenes.
+    command = dict(formatter_class=_HelpWithDefaults)
 
     p = sub.add_parser("info", help="which kernels are compiled and active", **command)
     p.set_defaults(func=cmd_info)
@@ -214,11 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
     p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube")
-    p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz file")
+    p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz/.h5 file")
     p.add_argument("--lr-layout", choices=LAYOUTS, default="auto", help="axes of the LR-HSI array: chw (bands "
                    "first), hwc (bands last), or auto (only where the shape leaves no doubt)")
     p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.h5/.tif image")
-    p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz file")
+    p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz/.h5 file")
     p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
                    "pair itself at reduced resolution (Wald's protocol)")
@@ -291,7 +303,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"dhif {args.command}: interrupted", file=sys.stderr)
         return 130
-    print(f"dhif {args.command}: done in {time.time() - started:.0f} s", file=sys.stderr)
+    if args.command != "info":
+        print(f"dhif {args.command}: done in {time.time() - started:.0f} s", file=sys.stderr)
     return 0
 
 

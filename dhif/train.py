@@ -248,6 +248,30 @@ def _apply_changes(config: TrainConfig, optimizer, scheduler):
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
+class _LongRunEstimate:
+    """Says once, a few steps in, how long the run will take when that is more than
+    LONG_RUN_S (the paper's protocol on a CPU: about a day per epoch), from the measured
+    time per step, so that nobody waits a day without a word."""
+
+    LONG_RUN_S = 3600
+    MEASURED_STEPS = 3
+
+    def __init__(self, device):
+        self.device, self.steps, self.since = device, -1, None
+
+    def step(self, remaining_steps: int):
+        self.steps += 1
+        if self.steps == 0:  # the first step warms up: measured from its end
+            self.since = time.time()
+        elif self.steps == self.MEASURED_STEPS:
+            per_step = (time.time() - self.since) / self.steps
+            seconds = per_step * remaining_steps
+            if seconds > self.LONG_RUN_S:
+                tqdm.write(f"dhif train: this run needs about {seconds / 3600:.1f} hours more on {self.device} "
+                           f"({per_step:.2f} s per step, {remaining_steps} steps to go); fewer --epochs or "
+                           "--samples, or a GPU, shorten it")
+
+
 def _stop_and_save(env, model, optimizer, scheduler, epoch, config, last, total, count):
     """Rank 0 saves the state after `count` steps of `epoch` for the same command to resume;
     the saved loss total is the ranks' mean, so that the epoch's mean loss comes out the same."""
@@ -342,6 +366,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     per_epoch = progress and env.main and not whole_run
     model.train()
     stop = _StopRequest()
+    estimate = _LongRunEstimate(device)
     for epoch in range(start_epoch, config.epochs):
         dataset.set_epoch(epoch)
         if sampler is not None:
@@ -371,6 +396,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                     raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
                 rate = count * config.batch_size * env.world / (time.time() - epoch_start)
                 bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
+                if env.main and progress:
+                    estimate.step((config.epochs - epoch) * len(loader) - count)
         scheduler.step()
         mean_loss = env.mean(total / max(count, 1))
         val_psnr = None

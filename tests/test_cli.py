@@ -19,8 +19,11 @@ from helpers import SHARED_DATA
 
 def test_info(capsys):
     assert main(["info"]) == 0
-    info = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    info = json.loads(printed.out)
     assert "build" in info and "cpu" in info["impls"]
+    assert info["build"]["torch_installed"] == torch.__version__
+    assert printed.err == ""  # the JSON alone
 
 
 def test_console_script_is_installed():
@@ -45,6 +48,9 @@ def test_help_gives_every_option_a_text_and_default_and_names_the_scenes():
         text = command.format_help()
         if name in ("train", "test"):
             assert all(scene in text for scene in CAVE_TRAIN_SCENES + CAVE_TEST_SCENES), name
+        assert "(default: None)" not in text and "(default: False)" not in text, name
+        for option in text.split("\n  -")[1:]:
+            assert option.count("default") <= 1, option
     train_help = commands["train"].format_help()
     assert "(default: 500)" in train_help and "(default: 0.0003)" in train_help
 

@@ -321,3 +321,13 @@ def test_sigterm_to_torchrun_stops_every_rank_and_the_resumed_run_is_exact(tmp_p
     assert a["metrics"]["loss"] == pytest.approx(b["metrics"]["loss"], rel=1e-12)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+def test_a_long_run_says_how_long_it_will_take(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(dhif.train._LongRunEstimate, "LONG_RUN_S", 0)  # every run is "long" here
+    config = tiny_config(tmp_path, epochs=2, samples_per_epoch=32)  # 8 steps per epoch
+    train(config, tiny_dataset(config))
+    said = [line for line in capsys.readouterr().out.splitlines() if "this run needs about" in line]
+    assert len(said) == 1
+    assert re.fullmatch(r"dhif train: this run needs about \d+\.\d hours more on cpu \(\d+\.\d\d s per step, 12 "
+                        r"steps to go\); fewer --epochs or --samples, or a GPU, shorten it", said[0])
