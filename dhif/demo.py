@@ -52,6 +52,7 @@ def demo_config(out: Path, steps: int, device: str, seed: int) -> TrainConfig:
 
 
 def run_demo(args):
+    """`dhif demo` with its parsed arguments; returns the metrics of each method."""
     device = pick_device(args.device)  # refuse an unusable device before any work
     out = Path(args.out or ("demo_out_cave" if args.cave else "demo_out"))
     train_cubes, test_cubes = demo_scenes(args.cave, args.seed)

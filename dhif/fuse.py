@@ -32,6 +32,7 @@ def _check_finite(cube: torch.Tensor, path):
 
 
 def fuse_pair(args):
+    """`dhif fuse` with its parsed arguments."""
     lr_hsi = read_cube(args.lr_hsi, args.lr_key, args.lr_layout)
     hr_msi = read_cube(args.hr_msi, args.msi_key, args.msi_layout)
     _check_finite(lr_hsi, args.lr_hsi)

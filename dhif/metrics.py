@@ -25,11 +25,14 @@ def _check(pred, target):
 
 
 def rmse(pred, target):
+    """Root-mean-square error of two (B, C, H, W) tensors, in their units, mean over the batch."""
     pred, target = _check(pred, target)
     return (pred - target).pow(2).mean(dim=(1, 2, 3)).sqrt().mean().item()
 
 
 def psnr(pred, target, data_range: float = 1.0, per_band: bool = False):
+    """Peak signal-to-noise ratio in dB of two (B, C, H, W) tensors whose peak value is
+    data_range (1 for reflectance in [0, 1]); per_band: the mean of the bands' PSNRs."""
     pred, target = _check(pred, target)
     dims = (2, 3) if per_band else (1, 2, 3)
     mse = (pred - target).pow(2).mean(dim=dims)
@@ -38,6 +41,8 @@ def psnr(pred, target, data_range: float = 1.0, per_band: bool = False):
 
 
 def sam(pred, target):
+    """Spectral angle in degrees between the pixels' spectra of two (B, C, H, W) tensors,
+    mean over pixels (all-zero spectra left out) and batch. Independent of scale."""
     pred, target = _check(pred, target)
     dot = (pred * target).sum(dim=1)
     norms = pred.norm(dim=1) * target.norm(dim=1)
@@ -49,6 +54,8 @@ def sam(pred, target):
 
 
 def ergas(pred, target, scale: int):
+    """ERGAS of two (B, C, H, W) tensors at resolution ratio `scale`: 100 / scale times the
+    root of the bands' mean squared relative RMSE. Unitless, independent of scale."""
     pred, target = _check(pred, target)
     band_rmse = (pred - target).pow(2).mean(dim=(2, 3)).sqrt()
     band_mean = target.mean(dim=(2, 3))
@@ -87,6 +94,8 @@ def _local_statistics(pred, target, local_mean):
 
 
 def ssim(pred, target, data_range: float = 1.0, window_size: int = 11, sigma: float = 1.5):
+    """Structural similarity of two (B, C, H, W) tensors (Gaussian 11 x 11 window, sigma
+    1.5, valid positions), mean over bands and batch; data_range as in psnr."""
     pred, target = _check(pred, target)
     window = _gaussian_window(window_size, sigma)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
@@ -96,6 +105,8 @@ def ssim(pred, target, data_range: float = 1.0, window_size: int = 11, sigma: fl
 
 
 def uiqi(pred, target, window_size: int = 32):
+    """Universal image quality index of two (B, C, H, W) tensors over window_size boxes,
+    mean over bands and batch."""
     pred, target = _check(pred, target)
     size = min(window_size, *pred.shape[2:])
     mu_x, mu_y, var_x, var_y, cov = _local_statistics(pred, target, lambda x: _box_mean(x, size))

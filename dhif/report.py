@@ -186,6 +186,7 @@ def summarise(rows: list) -> list:
 
 
 def format_table(rows: list) -> str:
+    """The metric rows (and their means per method) as an aligned text table."""
     keys = ["scene", "method", "psnr", "sam", "ergas", "ssim", "rmse", "uiqi"]
     lines = ["  ".join(f"{k:>10}" for k in keys)]
     for row in rows + summarise(rows):
@@ -195,6 +196,7 @@ def format_table(rows: list) -> str:
 
 
 def write_table(rows: list, out_dir: Path):
+    """The metric rows and their means as metrics.csv and metrics.json in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     everything = rows + summarise(rows)
     table = io.StringIO(newline="")

@@ -10,6 +10,7 @@ import torch
 
 
 def material_spectra(count: int, bands: int, rng: np.random.Generator) -> np.ndarray:
+    """(count, bands) smooth reflectance spectra in [0.01, 1]."""
     wavelengths = np.linspace(0.0, 1.0, bands)
     spectra = np.full((count, bands), 0.05)
     for spectrum in spectra:

@@ -160,6 +160,10 @@ class DHIFNet(nn.Module):
         return unet // math.gcd(unet, self.scale)
 
     def forward(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+        """The HR-HSI (B, hsi_channels, H, W) from an LR-HSI (B, hsi_channels, H / scale,
+        W / scale) and an HR-MSI (B, msi_channels, H, W) of the same scene. The network was
+        built for reflectance in [0, 1]; sizes the U-Net cannot divide are padded and the
+        result cropped."""
         self._check_inputs(lr_hsi, hr_msi)
         height, width = hr_msi.shape[2:]
         multiple = self._pad_multiple()
