@@ -29,7 +29,8 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
         if out_dir is not None:
             arrays = {k: v[0].float().cpu().numpy() for k, v in results.items()}
             if figures:
-                save_figures(out_dir / "figures", name, hr[0].float().cpu().numpy(), arrays)
+                inputs = {"LR-HSI (input)": lr[0].float().cpu().numpy(), "HR-MSI (input)": msi[0].float().cpu().numpy()}
+                save_figures(out_dir / "figures", name, hr[0].float().cpu().numpy(), arrays, inputs=inputs)
             if cube_format:
                 save_cube(out_dir / "cubes" / f"{name}.{cube_format}", arrays["dhif"])
     if out_dir is not None:

@@ -81,7 +81,8 @@ def fuse_pair(args):
     fused_np = fused[0].cpu().numpy()
     save_cube(out / f"fused.{args.format}", fused_np)
     save_figures(out, "fused", None, {"dhif": fused_np,
-                                      "bicubic": bicubic(lr_hsi[None], None, scale)[0].clamp(0, 1).numpy()})
+                                      "bicubic": bicubic(lr_hsi[None], None, scale)[0].clamp(0, 1).numpy()},
+                 inputs={"LR-HSI (input)": lr_hsi.numpy(), "HR-MSI (input)": hr_msi.numpy()})
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(json.dumps(report, indent=2))
     print(f"fused cube {tuple(fused_np.shape)} and figures written to {out}/")

@@ -106,57 +106,83 @@ def write_atomic(path: Path, data):
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+# Every method's full name, for figures and summaries ("cs": Aiazzi et al.'s GSA-type
+# component substitution, dhif.baselines.component_substitution; "bicubic": bicubic
+# upsampling of the LR-HSI alone).
+METHOD_NAMES = {"dhif": "DHIF-Net", "bicubic": "bicubic", "cs": "component substitution"}
+PIXEL_MARKERS = {"o": "circle", "^": "triangle", "s": "square"}  # marked on the composites
+
+
 def false_colour(cube: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> (H, W, 3) composite from bands near 650, 550 and 450 nm of 400-700 nm."""
+    """(C, H, W) -> (H, W, 3) composite from bands near 650, 550 and 450 nm of 400-700 nm
+    (a 3-band image is shown as it is, red first)."""
     bands = cube.shape[0]
-    picks = [round((bands - 1) * f) for f in (25 / 30, 15 / 30, 5 / 30)]
+    picks = [0, 1, 2] if bands == 3 else [round((bands - 1) * f) for f in (25 / 30, 15 / 30, 5 / 30)]
     rgb = np.stack([cube[b] for b in picks], axis=-1)
     return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-6), 0, 1)
 
 
-def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None):
-    """PNG figures of one scene: false-colour composites, per-pixel error maps and spectra
-    at a few pixels. `results` maps a method name to its (C, H, W) array; truth may be None
-    (fusion of real data without ground truth)."""
+def _composites(out_dir, name, panels, pixels, plt):
+    """One row of false-colour composites, the spectra's pixels marked on each image of the
+    output's size."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    height, width = panels[-1][1].shape[1:]
+    for ax, (label, cube) in zip(axes[0], panels):
+        ax.imshow(false_colour(cube))
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("x (pixels)")
+        if cube.shape[1:] == (height, width):
+            for marker, (row, col) in zip(PIXEL_MARKERS, pixels):
+                ax.plot(col, row, marker, markersize=8, markerfacecolor="none", markeredgecolor="white")
+    axes[0][0].set_ylabel("y (pixels)")
+    fig.suptitle(f"{name}: false colour (~650/550/450 nm; the MSI as R, G, B); markers: the plotted spectra")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{name}_composite.png", dpi=100)
+    plt.close(fig)
+
+
+def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, inputs: dict = None):
+    """PNG figures of one scene: false-colour composites of the inputs (`inputs`: label ->
+    (C, h, w) array, e.g. the LR-HSI and the HR-MSI), the truth and every method's result,
+    per-pixel error maps, and the spectra at a few pixels, which the composites mark.
+    `results` maps a method ("dhif", "bicubic", "cs") to its (C, H, W) array; truth may be
+    None (fusion of real data without ground truth)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    panels = ([("truth", truth)] if truth is not None else []) + list(results.items())
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
-    for ax, (label, cube) in zip(axes[0], panels):
-        ax.imshow(false_colour(cube))
-        ax.set_title(label)
-        ax.axis("off")
-    fig.suptitle(f"{name}: false colour (~650/550/450 nm)")
-    fig.tight_layout()
-    fig.savefig(out_dir / f"{name}_composite.png", dpi=100)
-    plt.close(fig)
     height, width = next(iter(results.values())).shape[1:]
     pixels = pixels or [(height // 4, width // 4), (height // 2, width // 2), (3 * height // 4, 2 * width // 3)]
+    named = {METHOD_NAMES.get(k, k): v for k, v in results.items()}
+    panels = list((inputs or {}).items()) + ([("ground truth", truth)] if truth is not None else []) + \
+        list(named.items())
+    _composites(out_dir, name, panels, pixels, plt)
     if truth is not None:
-        errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in results.items()}
+        errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in named.items()}
         vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
-        fig, axes = plt.subplots(1, len(errors), figsize=(3.4 * len(errors), 3.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(errors), figsize=(3.4 * len(errors), 3.6), squeeze=False)
         for ax, (label, error) in zip(axes[0], errors.items()):
             image = ax.imshow(error, cmap="inferno", vmin=0, vmax=vmax)
-            ax.set_title(f"{label}: RMSE over bands")
-            ax.axis("off")
-        fig.colorbar(image, ax=list(axes[0]), shrink=0.8)
+            ax.set_title(label, fontsize=9)
+            ax.set_xlabel("x (pixels)")
+        axes[0][0].set_ylabel("y (pixels)")
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="RMSE over bands (data units)")
+        fig.suptitle(f"{name}: error against the ground truth")
         fig.savefig(out_dir / f"{name}_error.png", dpi=100)
         plt.close(fig)
-    fig, axes = plt.subplots(1, len(pixels), figsize=(4 * len(pixels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(pixels), figsize=(4 * len(pixels), 3.4), squeeze=False)
     wavelengths = np.linspace(400, 700, next(iter(results.values())).shape[0])
-    for ax, (row, col) in zip(axes[0], pixels):
+    for ax, marker, (row, col) in zip(axes[0], PIXEL_MARKERS, pixels):
         if truth is not None:
-            ax.plot(wavelengths, truth[:, row, col], "k-", lw=2, label="truth")
-        for label, cube in results.items():
+            ax.plot(wavelengths, truth[:, row, col], "k-", lw=2, label="ground truth")
+        for label, cube in named.items():
             ax.plot(wavelengths, cube[:, row, col], label=label)
-        ax.set_title(f"pixel ({row}, {col})")
-        ax.set_xlabel("wavelength (nm, nominal)")
-    axes[0][0].legend()
+        ax.set_title(f"pixel (x {col}, y {row}), {PIXEL_MARKERS[marker]} on the composites", fontsize=9)
+        ax.set_xlabel("wavelength (nm; nominal 400-700)")
+        ax.set_ylabel("value (data units)")
+    axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}_spectra.png", dpi=100)
     plt.close(fig)
