@@ -125,7 +125,7 @@ def false_colour(cube: np.ndarray) -> np.ndarray:
 def _composites(out_dir, name, panels, pixels, plt):
     """One row of false-colour composites, the spectra's pixels marked on each image of the
     output's size."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.9), squeeze=False)
     height, width = panels[-1][1].shape[1:]
     for ax, (label, cube) in zip(axes[0], panels):
         ax.imshow(false_colour(cube))
