@@ -18,8 +18,12 @@
 # print what they would run. `.ci/run` runs it.
 #
 # On the GPU machine the kernels are built in place (build_ext --inplace, PYTHONPATH=.):
-# the image's own environment is not written. Its torch has no expecttest, without which
-# the opcheck tests skip: carry the wheel (the device tool's README) and install it first.
+# the image's own environment is not written. Its Python has no expecttest, without which
+# the opcheck tests would skip, so the build step fails without it. Wheels in .whl/ (carried
+# by the device tool) are installed into /tmp/site first. Prepared here, once:
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl expecttest
+# then, with .whl carried: bash benchmarks/gpu_check.sh "$OUT"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -27,6 +31,10 @@ if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
 case "${1:-}" in -*) echo "usage: bash benchmarks/gpu_check.sh [--dry-run] [OUT_DIR]" >&2; exit 2;; esac
 OUT=${1:-gpu_results}
 mkdir -p "$OUT" || exit 2
+if [ "$DRY" = 0 ] && compgen -G ".whl/*.whl" > /dev/null; then
+  "${PYTHON:-python3}" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export OUT DRY PY=${PYTHON:-python3} PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 BUDGET_S=${BUDGET_S:-$([ "$DRY" = 1 ] && echo 3600 || echo 480)}
 if [ "$DRY" = 1 ]; then
