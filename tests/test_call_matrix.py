@@ -261,36 +261,26 @@ def test_vmap_runs_the_kernels_not_the_reference(fused_device, monkeypatch):
     func_vmap(fn, inputs)
 
 
+AUTOCASTS = [pytest.param("cpu", torch.bfloat16, 1e-4, id="cpu-bf16"),
+             pytest.param("cuda", torch.float16, 1e-3, id="cuda-fp16", marks=pytest.mark.cuda),
+             pytest.param("cuda", torch.bfloat16, 1e-3, id="cuda-bf16", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("device_type,dtype,tolerance", AUTOCASTS)
 @pytest.mark.parametrize("name", SUBJECTS)
-def test_cpu_autocast_bf16(name):
-    """Under CPU bf16 autocast the filter runs in its inputs' dtype: float32 for the
-    network, whose taps are cast to z's dtype."""
-    require_fused("cpu")
-    fused, inputs = subject(name, "fused", "cpu")
-    reference, _ = subject(name, "reference", "cpu")
+def test_autocast(name, device_type, dtype, tolerance):
+    """Under autocast the filter runs in its inputs' dtype (it has no autocast rule): float32
+    here, and float32 in the network, whose taps are cast to z's dtype."""
+    require_fused(device_type)
+    fused, inputs = subject(name, "fused", device_type)
+    reference, _ = subject(name, "reference", device_type)
     if name == "DHIFNet":
         fused, reference = fused.float(), reference.float()
     inputs = [t.float() for t in inputs]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device_type, dtype=dtype):
         actual, expected = fused(*inputs), reference(*inputs)
     assert actual.dtype == expected.dtype == torch.float32
-    _assert_same(actual, expected, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("name", SUBJECTS)
-def test_cuda_autocast(name, dtype):
-    require_fused("cuda")
-    fused, inputs = subject(name, "fused", "cuda")
-    reference, _ = subject(name, "reference", "cuda")
-    if name == "DHIFNet":
-        fused, reference = fused.float(), reference.float()
-    inputs = [t.float() for t in inputs]
-    with torch.autocast("cuda", dtype=dtype):
-        actual, expected = fused(*inputs), reference(*inputs)
-    assert actual.dtype == expected.dtype == torch.float32
-    _assert_same(actual, expected, rtol=1e-3, atol=1e-3)
+    _assert_same(actual, expected, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.cuda
