@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
+from ..ops._ext import forward_mode_active
 from .config import ModelConfig
 
 SCALES = (2, 4, 8, 16, 32)
@@ -196,8 +197,11 @@ class DHIFNet(nn.Module):
         return z
 
     def _recomputes_taps(self, device) -> bool:
-        if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
-            return False  # torch.func's grad and vjp refuse the checkpoint's saved-tensor hooks
+        if not torch.compiler.is_compiling() and (torch._C._are_functorch_transforms_active()
+                                                  or forward_mode_active()):
+            # torch.func refuses the checkpoint's saved-tensor hooks, and before torch 2.14
+            # the checkpoint had no forward-mode rule.
+            return False
         if self.recompute_taps is not None:
             return self.recompute_taps
         return resolve_impl(self.filter_impl, device) == "fused"
