@@ -81,8 +81,11 @@ def claim_output(out: Path, names, overwrite: bool):
     (hold_folder), when an earlier run's `names` are there unless `overwrite` (then only
     those are removed; nothing else in `out` is touched), and when `out` cannot be written."""
     out = Path(out)
-    if out.is_dir():
-        hold_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot write to {out}: {error.strerror or error}") from None
+    hold_folder(out)  # writes the lock: also the check that `out` can be written
     present = [name for name in names if (out / name).exists()]
     if present and not overwrite:
         raise ValueError(f"{out} already holds {', '.join(present)} from an earlier run; pass --overwrite to "
@@ -90,14 +93,6 @@ def claim_output(out: Path, names, overwrite: bool):
     for name in present:
         path = out / name
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".dhif-write-check"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise ValueError(f"cannot write to {out}: {error.strerror or error}") from None
-    hold_folder(out)
 
 
 def write_atomic(path: Path, data):
