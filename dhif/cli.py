@@ -38,6 +38,20 @@ def _add_model_args(parser, defaults):
     _add_filter_impl_arg(parser)
 
 
+def _add_data_args(parser):
+    """The dataset and its protocol: where the HR-HSI scenes are, and how the LR-HSI and
+    HR-MSI are simulated from them (the authors' values by default)."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--cave", help="the CAVE database's complete_ms_data folder (values as read: the authors' "
+                        "protocol)")
+    source.add_argument("--data", help="any folder of HR-HSI scenes: cube files (.mat v5/v7.3, .npy, .npz, .h5, "
+                        ".tif; named by their stem) or CAVE scene folders; each scene is divided by its robust peak")
+    parser.add_argument("--blur-sigma", type=positive_float, default=2.0, help="sigma of the Gaussian blur "
+                        "(scale x scale window) that simulates the LR-HSI")
+    parser.add_argument("--srf", default="nikon_d700", help="spectral response that simulates the HR-MSI: a name "
+                        "(nikon_d700: 31 bands, 400-700 nm) or a .csv/.npy file of one row per band")
+
+
 def _add_filter_impl_arg(parser):
     from .ops import IMPLS
 
@@ -61,53 +75,82 @@ def cmd_info(args):
                       "impls": {d: available_impls(d) for d in devices}}, indent=2))
 
 
+def _scenes(args, names, cave_defaults):
+    """The scenes named (or, by default, the CAVE split's / every scene of --data), scaled
+    as their source's protocol says: CAVE as read, any other dataset by each scene's peak."""
+    from .data import load_scenes
+
+    if args.cave:
+        return load_scenes(args.cave, names or cave_defaults, require_all=bool(names), scaling="as-read")
+    return load_scenes(args.data, names, require_all=bool(names), scaling="peak")
+
+
 def cmd_train(args):
-    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, load_cave
+    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, find_scenes
     from .train import TrainConfig, pick_device, scene_validator, train
 
     pick_device(args.device)  # refuse an unusable device before reading any data
+    val_names = args.val_scenes or (CAVE_TEST_SCENES if args.cave else None)
+    validating = bool(args.val_every and val_names)
+    if args.data and not args.train_scenes:  # every scene of the folder that is not validation data
+        args.train_scenes = [n for n in find_scenes(args.data) if n not in (args.val_scenes or [])]
+    both = sorted(set(args.train_scenes or CAVE_TRAIN_SCENES) & set(val_names or []))
+    if both and validating:
+        raise ValueError(f"{', '.join(both)}: both a training and a validation scene; validating on training "
+                         "data measures nothing. Choose other --val-scenes (or --val-every 0)")
+    train_scenes = _scenes(args, args.train_scenes, CAVE_TRAIN_SCENES)
+    if not train_scenes.cubes:
+        raise ValueError(f"none of the training scenes ({', '.join(args.train_scenes or CAVE_TRAIN_SCENES)}) is "
+                         f"under {args.cave or args.data}")
+    val_scenes = _scenes(args, val_names, CAVE_TEST_SCENES) if validating else None
+    bands = {cube.shape[0] for cube in train_scenes.cubes.values()}
+    if len(bands) > 1:
+        raise ValueError(f"the training scenes have different band counts ({sorted(bands)}); train on one kind")
+    srf = _srf(args, bands.pop())
     config = TrainConfig(out=args.out, scale=args.scale, stages=args.stages, width=args.width,
                          head_width=args.head_width, filter_impl=args.filter_impl, epochs=args.epochs,
                          samples_per_epoch=args.samples, batch_size=args.batch_size, patch=args.patch, lr=args.lr,
                          seed=args.seed, workers=args.workers, device=args.device, bf16=args.bf16,
-                         val_every=args.val_every, val_tile=args.val_tile, tensorboard=args.tensorboard,
-                         time_limit=args.time_limit * 60 if args.time_limit else None,
-                         checkpoint_every=args.checkpoint_every)
-    both = sorted(set(args.train_scenes or CAVE_TRAIN_SCENES) & set(args.val_scenes or CAVE_TEST_SCENES))
-    if both and args.val_every:
-        raise ValueError(f"{', '.join(both)}: both a training and a validation scene; validating on training "
-                         "data measures nothing. Choose other --val-scenes (or --val-every 0)")
-    train_scenes = load_cave(args.cave, args.train_scenes or CAVE_TRAIN_SCENES, require_all=bool(args.train_scenes))
-    if not train_scenes:
-        raise ValueError(f"none of the training scenes ({', '.join(CAVE_TRAIN_SCENES)}) is under {args.cave}")
-    val_scenes = load_cave(args.cave, args.val_scenes or CAVE_TEST_SCENES,
-                           require_all=bool(args.val_scenes)) if args.val_every else None
-    config.hsi_channels = next(iter(train_scenes.values())).shape[0]
-    srf = _srf(args, config.hsi_channels)
-    print(f"training on {len(train_scenes)} scenes: {', '.join(train_scenes)}", flush=True)
-    dataset = PatchDataset(train_scenes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
-                           config.seed)
-    validate = scene_validator(val_scenes, config, srf) if val_scenes else None
+                         val_every=args.val_every if validating else 0, val_tile=args.val_tile,
+                         tensorboard=args.tensorboard, time_limit=args.time_limit * 60 if args.time_limit else None,
+                         checkpoint_every=args.checkpoint_every, hsi_channels=srf.shape[1], msi_channels=srf.shape[0],
+                         sigma=args.blur_sigma, data=str(args.cave or args.data), scaling=train_scenes.scaling,
+                         srf=str(args.srf), train_scenes=list(train_scenes.cubes))
+    print(f"training on {len(train_scenes.cubes)} scenes: {', '.join(train_scenes.cubes)}", flush=True)
+    dataset = PatchDataset(train_scenes.cubes, config.scale, srf, config.patch, config.samples_per_epoch,
+                           config.sigma, config.seed)
+    validate = scene_validator(val_scenes.cubes, config, srf) if val_scenes else None
     result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
     print(json.dumps(result))
 
 
 def cmd_test(args):
     from .checkpoint import model_from_checkpoint
-    from .data import CAVE_TEST_SCENES, SceneDataset, load_cave
+    from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
     from .evaluate import OUTPUTS, evaluate
-    from .report import claim_output, format_table
+    from .report import claim_output, format_table, write_atomic
     from .train import pick_device
 
     device = pick_device(args.device)
     model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
-    scenes = load_cave(args.cave, args.scenes or CAVE_TEST_SCENES, require_all=bool(args.scenes))
-    if not scenes:
-        raise ValueError(f"none of the test scenes ({', '.join(CAVE_TEST_SCENES)}) is under {args.cave}")
+    scenes = _scenes(args, args.scenes, CAVE_TEST_SCENES)
+    if not scenes.cubes:
+        raise ValueError(f"none of the test scenes ({', '.join(args.scenes or CAVE_TEST_SCENES)}) is under "
+                         f"{args.cave or args.data}")
+    srf = _srf(args, model.hsi_channels)
+    for name, cube in scenes.cubes.items():
+        if cube.shape[0] != model.hsi_channels:
+            raise ValueError(f"scene {name} has {cube.shape[0]} bands and the model {model.hsi_channels}")
     claim_output(args.out, OUTPUTS, args.overwrite)
-    dataset = SceneDataset(scenes, model.scale, _srf(args, model.hsi_channels))
+    dataset = SceneDataset(scenes.cubes, model.scale, srf, args.blur_sigma, factors=scenes.factors,
+                           unit_range=args.cave is not None,
+                           wavelengths=CAVE_WAVELENGTHS if args.cave and model.hsi_channels == 31 else None)
     rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
-                    figures=not args.no_figures)
+                    figures=not args.no_figures, border=args.border)
+    protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "scale": model.scale,
+                "blur_sigma": args.blur_sigma, "srf": str(args.srf), "border": args.border,
+                "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors, "checkpoint": str(args.checkpoint)}
+    write_atomic(Path(args.out) / "protocol.json", json.dumps(protocol, indent=2))
     print(format_table(rows))
     print(f"results written to {args.out}")
 
@@ -160,6 +203,7 @@ class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     from .data.readers import LAYOUTS
     from .demo import DEFAULT_STEPS
+    from .fuse import DEFAULT_STEPS as FUSE_STEPS
     from .train import TrainConfig
 
     from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES
@@ -177,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)", epilog=scenes,
                        **command)
-    p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
+    _add_data_args(p)
     p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
     _add_model_args(p, defaults)
     p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all (a resumed "
@@ -202,16 +246,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also keep epoch_NNN.pt every N epochs (0: only last.pt)")
     p.add_argument("--apply-changes", action="store_true", help="when resuming, continue with settings that differ "
                    "from the checkpoint's (learning rate, patch, samples, seed, ...) instead of refusing")
-    p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes")
-    p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes")
-    p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
+    p.add_argument("--train-scenes", nargs="*", help="default: the authors' 20 training scenes (--cave), every "
+                   "scene that is not a validation scene (--data)")
+    p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), none (--data)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes", epilog=scenes, **command)
-    p.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
+    _add_data_args(p)
     p.add_argument("--checkpoint", required=True, help="from `dhif train` or `dhif convert`")
-    p.add_argument("--out", default="results", help="folder for metrics.csv/json, figures/ and cubes/")
-    p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes")
+    p.add_argument("--out", default="results", help="folder for metrics.csv/json, protocol.json, figures/ and "
+                   "cubes/")
+    p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), every scene (--data)")
+    p.add_argument("--border", type=non_negative_int, default=0, help="HR pixels left out of the metrics at each "
+                   "edge (the authors: 0)")
     p.add_argument("--tile", type=positive_int, default=None, help="HR tile size (multiple of the scale) to bound memory")
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR "
                    "pixels (a multiple of the scale)")
@@ -221,7 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     _add_filter_impl_arg(p)
-    p.add_argument("--srf", default="nikon_d700", help="spectral response: a name or a .csv/.npy file")
     p.set_defaults(func=cmd_test)
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
@@ -234,9 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
     p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
                    "pair itself at reduced resolution (Wald's protocol)")
+    p.add_argument("--wavelengths", default=None, help="the LR-HSI's band centres in nm: START:STOP (evenly spaced) "
+                   "or a .csv/.txt/.npy file, one per band; default: read from the file where it has them, else "
+                   "figures use band numbers")
     p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
-    p.add_argument("--minutes", type=positive_float, default=5.0, help="training time in minutes without "
-                   "--checkpoint")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=positive_int, default=FUSE_STEPS, help="training steps of 4 patches "
+                        "without --checkpoint, rounded up to a multiple of 8: the same numbers on any machine")
+    budget.add_argument("--minutes", type=positive_float, default=None, help="train for this long instead of "
+                        "--steps (results then depend on the machine)")
     p.add_argument("--width", type=positive_int, default=16, help="U-Net base width of the model trained here")
     p.add_argument("--stages", type=positive_int, default=2, help="unrolled stages of the model trained here")
     p.add_argument("--head-width", type=positive_int, default=64, help="hidden width of its filter heads")
@@ -245,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
     p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
     p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")
+    p.add_argument("--save-baselines", action="store_true", help="also write the bicubic and component "
+                   "substitution cubes (bicubic.npy, cs.npy)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of the model trained here")

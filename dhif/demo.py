@@ -9,7 +9,8 @@ import math
 import time
 from pathlib import Path
 
-from .data import CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, find_cave_scenes, read_cave_scene, spectral_response
+from .data import (CAVE_TRAIN_SCENES, CAVE_WAVELENGTHS, PatchDataset, SceneDataset, find_scenes, read_cave_scene,
+                   spectral_response)
 from .data.synthetic import synthetic_scene
 from .checkpoint import model_from_checkpoint
 from .evaluate import evaluate
@@ -29,7 +30,7 @@ def demo_scenes(cave, seed: int):
     """(training cubes, {name: held-out cube}). With a CAVE folder: one real scene, its
     bottom rows held out; otherwise synthetic scenes, one of them held out."""
     if cave:
-        found = find_cave_scenes(cave)
+        found = find_scenes(cave)
         if not found:
             raise FileNotFoundError(f"no CAVE scenes (<scene>_ms folders) under {cave}")
         name = next((n for n in CAVE_TRAIN_SCENES if n in found), next(iter(found)))
@@ -71,7 +72,9 @@ def run_demo(args):
     result = train(config, dataset, srf=srf)
     trained_in = time.time() - started
     model = model_from_checkpoint(result["checkpoint"], device)
-    rows = evaluate(model, SceneDataset(test_cubes, config.scale, srf, config.sigma), device, out, progress=False)
+    # The synthetic scenes are drawn on CAVE's band grid.
+    test_set = SceneDataset(test_cubes, config.scale, srf, config.sigma, wavelengths=CAVE_WAVELENGTHS)
+    rows = evaluate(model, test_set, device, out, progress=False)
     print(format_table(rows))
     by_method = {r["method"]: r for r in rows}
     summary = " | ".join(f"{METHOD_NAMES[m]}: PSNR {by_method[m]['psnr']:.2f} dB, SAM {by_method[m]['sam']:.2f} deg, "

@@ -5,6 +5,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .baselines import BASELINES
+from .data.units import clip_to_input_range
 from .inference import reconstruct_image
 from .report import save_cube, save_figures, write_table
 
@@ -12,25 +13,42 @@ from .report import save_cube, save_figures, write_table
 OUTPUTS = ("metrics.csv", "metrics.json", "figures", "cubes")
 
 
+def _clip(result, dataset, *inputs):
+    return result.clamp(0, 1) if dataset.unit_range else clip_to_input_range(result, *inputs)
+
+
+def _scored(pred, truth, scale: int, border: int, unit_range: bool) -> dict:
+    """The metrics of a (1, C, H, W) result without `border` pixels at each edge; PSNR's peak
+    is 1 for data in [0, 1] (the authors'), else the truth's own maximum."""
+    if border:
+        pred, truth = pred[..., border:-border, border:-border], truth[..., border:-border, border:-border]
+    return metrics.all_metrics(pred, truth, scale, data_range=1.0 if unit_range else float(truth.max()))
+
+
 def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_format=None, figures=True,
-             baselines=("bicubic", "cs"), progress=True) -> list:
-    """Metrics per scene for DHIF-Net and the baselines. Returns rows {scene, method, psnr, ...};
-    with out_dir, writes metrics.csv/json, figures and (cube_format 'npy' or 'mat') cubes."""
+             baselines=("bicubic", "cs"), progress=True, border=0) -> list:
+    """Metrics per scene for DHIF-Net and the baselines on a SceneDataset. Returns rows
+    {scene, method, psnr, ...}; with out_dir, writes metrics.csv/json, figures and
+    (cube_format 'npy' or 'mat') cubes, in the scenes' own units."""
     model.eval()
     out_dir = Path(out_dir) if out_dir else None
     rows = []
     for lr, msi, hr, name in tqdm(dataset, desc="test", disable=not progress):
         lr, msi, hr = lr[None].to(device), msi[None].to(device), hr[None].to(device)
-        results = {"dhif": reconstruct_image(model, lr, msi, tile, overlap).clamp(0, 1)}
+        results = {"dhif": _clip(reconstruct_image(model, lr, msi, tile, overlap), dataset, lr, msi)}
         for method in baselines:
-            results[method] = BASELINES[method](lr, msi, model.scale).clamp(0, 1)
+            results[method] = _clip(BASELINES[method](lr, msi, model.scale), dataset, lr, msi)
         for method, pred in results.items():
-            rows.append({"scene": name, "method": method, **metrics.all_metrics(pred, hr, model.scale)})
+            rows.append({"scene": name, "method": method,
+                         **_scored(pred, hr, model.scale, border, dataset.unit_range)})
         if out_dir is not None:
-            arrays = {k: v[0].float().cpu().numpy() for k, v in results.items()}
+            factor = dataset.factors.get(name, 1.0)
+            arrays = {k: (v[0].double().cpu() * factor).float().numpy() for k, v in results.items()}
+            lr, msi, hr = lr * factor, msi * factor, hr * factor  # the simulated MSI is linear in the scene
             if figures:
                 inputs = {"LR-HSI (input)": lr[0].float().cpu().numpy(), "HR-MSI (input)": msi[0].float().cpu().numpy()}
-                save_figures(out_dir / "figures", name, hr[0].float().cpu().numpy(), arrays, inputs=inputs)
+                save_figures(out_dir / "figures", name, hr[0].float().cpu().numpy(), arrays, inputs=inputs,
+                             wavelengths=dataset.wavelengths)
             if cube_format:
                 save_cube(out_dir / "cubes" / f"{name}.{cube_format}", arrays["dhif"])
     if out_dir is not None:

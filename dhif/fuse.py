@@ -3,26 +3,38 @@
 With --checkpoint, a trained model is applied. Without one, a small DHIF-Net is trained
 on the pair itself at reduced resolution (Wald's protocol): both inputs are degraded by
 the scale, the network learns to recover the given LR-HSI from them, and is then applied
-to the full-resolution pair. The report gives that reduced-resolution accuracy and the
-consistency of the fused cube with the LR-HSI it came from.
+to the full-resolution pair. Either way the report compares it at reduced resolution with
+bicubic upsampling and component substitution, in the input's units.
 """
 import json
+import math
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .baselines import bicubic
+from .baselines import BASELINES
 from .checkpoint import model_from_checkpoint
-from .data import PairPatchDataset, crop_to_multiple, degrade, read_cube
+from .data import PairPatchDataset, crop_to_multiple, degrade, load_cube
+from .data.units import check_not_constant, clip_to_input_range, robust_peak
 from .inference import reconstruct_image
-from .metrics import psnr, sam
-from .report import claim_output, save_cube, save_figures, write_atomic
+from .metrics import ergas, psnr, sam
+from .models.dhif_net import SCALES
+from .report import METHOD_NAMES, claim_output, save_cube, save_figures, write_atomic
 from .train import TrainConfig, pick_device, train
+
+SAMPLES_PER_EPOCH, BATCH = 32, 4  # of the model trained on the pair
+STEPS_PER_EPOCH = SAMPLES_PER_EPOCH // BATCH
+DEFAULT_STEPS = 2000
+CONSISTENCY = ("PSNR (dB) of the fused cube, degraded by the same blur and decimation, against the LR-HSI it "
+               "came from: how well the result explains its own input, not its accuracy")
 
 
 def _outputs(cube_format: str) -> tuple:
     """What `dhif fuse` writes in its output folder."""
-    return ("run", f"fused.{cube_format}", "report.json", "fused_composite.png", "fused_spectra.png")
+    return ("run", f"fused.{cube_format}", *(f"{m}.{cube_format}" for m in BASELINES), "report.json",
+            "fused_composite.png", "fused_spectra.png")
 
 
 def _check_finite(cube: torch.Tensor, path):
@@ -31,58 +43,176 @@ def _check_finite(cube: torch.Tensor, path):
         raise ValueError(f"{path} holds {bad} NaN or infinite values; fill or mask them before fusing")
 
 
+def pair_scale(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int = None) -> int:
+    """The resolution ratio of a (C, h, w) LR-HSI and a (m, H, W) HR-MSI, or a one-line
+    ValueError saying what is wrong with the pair."""
+    (bands, h, w), (channels, height, width) = lr_hsi.shape, hr_msi.shape
+    if (h, w) == (height, width):
+        raise ValueError(f"the LR-HSI and the HR-MSI are both {h} x {w} pixels; the HR-MSI must be larger by the "
+                         "scale (2, 4, 8, 16 or 32). Degrade the HSI first if both come at one resolution")
+    if h >= height and w >= width:
+        raise ValueError(f"the LR-HSI ({bands} x {h} x {w}) is larger than the HR-MSI ({channels} x {height} x "
+                         f"{width}); are they swapped? --lr-hsi takes the many-band low-resolution cube")
+    ratio = height / h
+    scale = scale or round(ratio)
+    if scale not in SCALES:
+        raise ValueError(f"the HR-MSI is {ratio:.3g} times the LR-HSI's size; DHIF-Net fuses at scales "
+                         f"{', '.join(map(str, SCALES))}: crop or resample the inputs, or give --scale")
+    if (height, width) != (h * scale, w * scale):
+        raise ValueError(f"the HR-MSI ({height} x {width}) is not the LR-HSI ({h} x {w}) times the scale {scale}; "
+                         "crop them to matching areas")
+    if channels >= bands:
+        raise ValueError(f"the HR-MSI has {channels} bands and the LR-HSI {bands}; the LR-HSI must have more. "
+                         "Are --lr-hsi and --hr-msi swapped?")
+    return scale
+
+
+def band_wavelengths(option: str, bands: int, read=None):
+    """The LR-HSI's band centres in nm: from --wavelengths ('START:STOP' nm, evenly spaced,
+    or a .csv/.txt/.npy file of one value per band), else from the file, else None."""
+    if not option:
+        return read
+    if ":" in option and not Path(option).exists():
+        try:
+            start, stop = (float(v) for v in option.split(":"))
+        except ValueError:
+            raise ValueError(f"--wavelengths {option!r}: expected START:STOP in nm, e.g. 400:700, or a file") from None
+        return np.linspace(start, stop, bands)
+    path = Path(option)
+    if not path.exists():
+        raise FileNotFoundError(f"--wavelengths {option!r}: no such file; give START:STOP in nm (e.g. 400:700) or a "
+                                "file of one value per band")
+    values = np.load(path) if path.suffix.lower() == ".npy" else np.loadtxt(path, delimiter="," if
+                                                                           path.suffix.lower() == ".csv" else None)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size != bands:
+        raise ValueError(f"--wavelengths {path} gives {values.size} values for {bands} bands")
+    return values
+
+
+def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
+    """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI; returns
+    (checkpoint path, what was trained)."""
+    smallest = scale * 16  # the U-Net divides the degraded LR-HSI by 16
+    target = crop_to_multiple(lr_hsi, smallest)
+    msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
+    patch = min(64, target.shape[1], target.shape[2])
+    steps = None if args.minutes else args.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
+    epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps else 1_000_000
+    config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
+                         msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
+                         head_width=args.head_width, epochs=epochs, samples_per_epoch=SAMPLES_PER_EPOCH,
+                         batch_size=BATCH, patch=patch, lr=1e-3, lr_decay_until=0, val_every=0,
+                         time_limit=args.minutes * 60 if args.minutes else None, device=args.device, seed=args.seed,
+                         workers=0)
+    budget = f"{epochs * STEPS_PER_EPOCH} steps" if steps else f"{args.minutes:g} min"
+    print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
+          f"({tuple(degrade(target, scale).shape)} + {tuple(degrade(msi, scale).shape)} -> {tuple(target.shape)})",
+          flush=True)
+    started = time.time()
+    result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
+                                            SAMPLES_PER_EPOCH, args.seed))
+    trained = {"trained_here": True, "steps": result["epoch"] * STEPS_PER_EPOCH,
+               "seconds": round(time.time() - started, 1), "settings": {
+                   **config.model_dict(), "patch": patch, "batch_size": BATCH, "lr": config.lr, "seed": args.seed}}
+    return result["checkpoint"], trained
+
+
+def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap) -> dict:
+    """Wald's protocol: every method fuses the inputs degraded by the scale, scored against
+    the LR-HSI (PSNR with the LR-HSI's own peak, SAM, ERGAS). Scale-free: the inputs may
+    be in any units, as long as both methods see the same."""
+    target = crop_to_multiple(lr_hsi, scale)
+    msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
+    low_hsi, low_msi = degrade(target, scale)[None], degrade(msi, scale)[None]
+    results = {"dhif": reconstruct_image(model, low_hsi.to(device), low_msi.to(device), tile, overlap).cpu()}
+    results.update({m: baseline(low_hsi, low_msi, scale) for m, baseline in BASELINES.items()})
+    truth, peak = target[None], float(target.max())
+    results = {m: clip_to_input_range(r, lr_hsi, hr_msi) for m, r in results.items()}
+    return {m: {"psnr": psnr(r, truth, data_range=peak), "sam": sam(r, truth), "ergas": ergas(r, truth, scale)}
+            for m, r in results.items()}
+
+
+def verdict(scores: dict, trained: dict) -> str:
+    """One line: the best method at reduced resolution, and what to do when it is not DHIF-Net."""
+    best = max(scores, key=lambda m: scores[m]["psnr"])
+    line = (f"best at reduced resolution: {METHOD_NAMES[best]} (PSNR {scores[best]['psnr']:.2f} dB; "
+            f"DHIF-Net {scores['dhif']['psnr']:.2f} dB)")
+    if best == "dhif":
+        return line
+    remedy = ("train longer (--steps) or give a trained --checkpoint" if trained.get("trained_here")
+              else "a model trained on data like yours")
+    return f"{line}: {remedy}, or use {best}.npy, written with --save-baselines"
+
+
+def format_scores(scores: dict, consistency: float) -> str:
+    lines = [f"{'reduced resolution':<24}{'PSNR dB':>9}{'SAM deg':>9}{'ERGAS':>8}"]
+    lines += [f"{METHOD_NAMES[m]:<24}{s['psnr']:>9.2f}{s['sam']:>9.2f}{s['ergas']:>8.3f}" for m, s in scores.items()]
+    return "\n".join(lines + [f"{'consistency (fused)':<24}{consistency:>9.2f}"])
+
+
 def fuse_pair(args):
-    """`dhif fuse` with its parsed arguments."""
-    lr_hsi = read_cube(args.lr_hsi, args.lr_key, args.lr_layout)
-    hr_msi = read_cube(args.hr_msi, args.msi_key, args.msi_layout)
-    _check_finite(lr_hsi, args.lr_hsi)
-    _check_finite(hr_msi, args.hr_msi)
-    ratio = hr_msi.shape[1] / lr_hsi.shape[1]
-    scale = args.scale or int(round(ratio))
-    if hr_msi.shape[1] != lr_hsi.shape[1] * scale or hr_msi.shape[2] != lr_hsi.shape[2] * scale:
-        raise ValueError(f"the HR-MSI {tuple(hr_msi.shape[1:])} is not the LR-HSI {tuple(lr_hsi.shape[1:])} "
-                         f"times the scale {scale}")
-    smallest = scale * 16  # self-training degrades the LR-HSI by the scale, and the U-Net divides it by 16
-    if not args.checkpoint and min(lr_hsi.shape[1:]) < smallest:
-        raise ValueError(f"the LR-HSI is {lr_hsi.shape[1]} x {lr_hsi.shape[2]} pixels; training on the pair itself "
-                         f"at scale {scale} needs at least {smallest} x {smallest}. Give a trained model with "
-                         "--checkpoint instead")
-    out = Path(args.out)
+    """`dhif fuse` with its parsed arguments; returns the report."""
+    lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
+    msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
+    for cube in (lr_file, msi_file):
+        _check_finite(cube.data, cube.path)
+        check_not_constant(cube.data, cube.path)
+    scale = pair_scale(lr_file.data, msi_file.data, args.scale)
+    smallest = scale * 16
+    if not args.checkpoint and min(lr_file.data.shape[1:]) < smallest:
+        raise ValueError(f"the LR-HSI is {lr_file.data.shape[1]} x {lr_file.data.shape[2]} pixels; training on the "
+                         f"pair itself at scale {scale} needs at least {smallest} x {smallest}. Give a trained model "
+                         "with --checkpoint instead")
+    wavelengths = band_wavelengths(args.wavelengths, lr_file.data.shape[0], lr_file.wavelengths)
     device = pick_device(args.device)
+    model = model_from_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    out = Path(args.out)
     claim_output(out, _outputs(args.format), args.overwrite)
-    report = {"lr_hsi": list(lr_hsi.shape), "hr_msi": list(hr_msi.shape), "scale": scale}
-    if args.checkpoint:
-        model = model_from_checkpoint(args.checkpoint, device)
+    # The network sees each input divided by its robust peak; results are multiplied back.
+    lr_peak, msi_peak = robust_peak(lr_file.data), robust_peak(msi_file.data)
+    lr_hsi, hr_msi = (lr_file.data.double() / lr_peak).float(), (msi_file.data.double() / msi_peak).float()
+    if model is None:
+        checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, scale, out)
+        model = model_from_checkpoint(checkpoint, device)
     else:
-        # Reduced resolution: (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI.
-        target = crop_to_multiple(lr_hsi, smallest)
-        msi = crop_to_multiple(hr_msi, scale * smallest)[:, :target.shape[1] * scale, :target.shape[2] * scale]
-        msi_low, hsi_low = degrade(msi, scale), degrade(target, scale)
-        patch = min(64, target.shape[1], target.shape[2])
-        config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
-                             msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
-                             head_width=args.head_width, epochs=1_000_000, samples_per_epoch=32, batch_size=4,
-                             patch=patch, lr=1e-3, lr_decay_until=0, val_every=0, time_limit=args.minutes * 60,
-                             device=args.device, seed=args.seed, workers=0)
-        print(f"dhif fuse: no checkpoint; training {args.minutes:g} min on the pair at reduced resolution "
-              f"({tuple(hsi_low.shape)} + {tuple(msi_low.shape)} -> {tuple(target.shape)})", flush=True)
-        result = train(config, PairPatchDataset(hsi_low, msi_low, target, scale, patch, config.samples_per_epoch,
-                                                args.seed))
-        model = model_from_checkpoint(result["checkpoint"], device)
-        reduced = reconstruct_image(model, hsi_low[None].to(device), msi_low[None].to(device), args.tile, args.overlap).cpu()
-        base = bicubic(hsi_low[None], None, scale)
-        report["reduced_resolution"] = {
-            "dhif": {"psnr": psnr(reduced.clamp(0, 1), target[None]), "sam": sam(reduced, target[None])},
-            "bicubic": {"psnr": psnr(base.clamp(0, 1), target[None]), "sam": sam(base, target[None])}}
+        trained = {"trained_here": False, "checkpoint": str(args.checkpoint)}
+    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap)
     fused = reconstruct_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
-                       progress=True).clamp(0, 1)
-    # Consistency: the fused cube, degraded again, against the LR-HSI it came from.
-    report["consistency_psnr_db"] = psnr(degrade(fused.cpu(), scale), lr_hsi[None])
-    fused_np = fused[0].cpu().numpy()
-    save_cube(out / f"fused.{args.format}", fused_np)
-    save_figures(out, "fused", None, {"dhif": fused_np,
-                                      "bicubic": bicubic(lr_hsi[None], None, scale)[0].clamp(0, 1).numpy()},
-                 inputs={"LR-HSI (input)": lr_hsi.numpy(), "HR-MSI (input)": hr_msi.numpy()})
+                              progress=True).cpu()[0]
+    fused = clip_to_input_range((fused.double() * lr_peak).float(), lr_file.data, msi_file.data)
+    lr_data = lr_file.data.float()
+    consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))
+    save_cube(out / f"fused.{args.format}", fused.numpy(), lr_file.layout)
+    msi_data = msi_file.data.float()
+    baselines = {m: clip_to_input_range(baseline(lr_data[None], msi_data[None], scale)[0], lr_data, msi_data)
+                 for m, baseline in BASELINES.items()}
+    if args.save_baselines:
+        for method, cube in baselines.items():
+            save_cube(out / f"{method}.{args.format}", cube.numpy(), lr_file.layout)
+    save_figures(out, "fused", None, {"dhif": fused.numpy(), "bicubic": baselines["bicubic"].numpy()},
+                 inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
+                 wavelengths=wavelengths)
+    report = {
+        "inputs": {"lr_hsi": lr_file.describe(), "hr_msi": msi_file.describe()},
+        "scale": scale,
+        "units": {"lr_hsi_peak": lr_peak, "hr_msi_peak": msi_peak,
+                  "how": "the network saw each input divided by its peak (the 99.9th percentile of |value|); the "
+                         "fused cube is multiplied back by the LR-HSI's: it is in the LR-HSI's units, clipped at "
+                         "0 where the inputs have no negative values and never above"},
+        "wavelengths_nm": None if wavelengths is None else [round(float(w), 3) for w in wavelengths],
+        "model": trained,
+        "reduced_resolution": {**scores, "protocol": f"Wald: both inputs degraded x{scale}, the LR-HSI as the truth; "
+                               "PSNR with the LR-HSI's maximum as peak" + (
+                                   "; the network was trained on this reduced pair, so its score is also how well "
+                                   "it fits it" if trained["trained_here"] else "")},
+        "consistency_psnr_db": consistency, "consistency_meaning": CONSISTENCY,
+        "output": {"file": f"fused.{args.format}", "layout": lr_file.layout, "shape_chw": list(fused.shape),
+                   "units": "the LR-HSI's"},
+    }
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
-    print(json.dumps(report, indent=2))
-    print(f"fused cube {tuple(fused_np.shape)} and figures written to {out}/")
+    print(format_scores(scores, consistency))
+    print(f"fused cube {tuple(fused.shape)} ({lr_file.layout} as the LR-HSI, in its units) and figures in {out}/; "
+          f"everything above in {out / 'report.json'}")
+    print(verdict(scores, trained))
+    return report

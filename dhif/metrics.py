@@ -117,10 +117,10 @@ def uiqi(pred, target, window_size: int = 32):
     return q.mean(dim=(1, 2, 3)).mean().item()
 
 
-def all_metrics(pred, target, scale: int) -> dict:
-    """Every metric of one (B, C, H, W) pair, by name."""
-    return {"psnr": psnr(pred, target), "sam": sam(pred, target), "ergas": ergas(pred, target, scale),
-            "ssim": ssim(pred, target), "rmse": rmse(pred, target), "uiqi": uiqi(pred, target)}
+def all_metrics(pred, target, scale: int, data_range: float = 1.0) -> dict:
+    """Every metric of one (B, C, H, W) pair, by name; data_range is PSNR's and SSIM's peak."""
+    return {"psnr": psnr(pred, target, data_range), "sam": sam(pred, target), "ergas": ergas(pred, target, scale),
+            "ssim": ssim(pred, target, data_range), "rmse": rmse(pred, target), "uiqi": uiqi(pred, target)}
 
 
 __all__ = ["psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "all_metrics"]

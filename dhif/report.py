@@ -108,40 +108,62 @@ METHOD_NAMES = {"dhif": "DHIF-Net", "bicubic": "bicubic", "cs": "component subst
 PIXEL_MARKERS = {"o": "circle", "^": "triangle", "s": "square"}  # marked on the composites
 
 
-def false_colour(cube: np.ndarray) -> np.ndarray:
-    """(C, H, W) -> (H, W, 3) composite from bands near 650, 550 and 450 nm of 400-700 nm
-    (a 3-band image is shown as it is, red first)."""
-    bands = cube.shape[0]
-    picks = [0, 1, 2] if bands == 3 else [round((bands - 1) * f) for f in (25 / 30, 15 / 30, 5 / 30)]
-    rgb = np.stack([cube[b] for b in picks], axis=-1)
-    return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-6), 0, 1)
+VISIBLE_RGB_NM = (640, 550, 460)
 
 
-def _composites(out_dir, name, panels, pixels, plt):
+def composite_bands(bands: int, wavelengths=None) -> tuple:
+    """(three band indices shown as R, G, B, what they are). Bands near 640/550/460 nm
+    where the wavelengths cover the visible; otherwise three bands spread over the cube,
+    named by wavelength where known and by index where not: never an invented axis."""
+    if bands == 3:
+        return [0, 1, 2], "its 3 channels as R, G, B"
+    if bands < 3:
+        return [0] * 3, f"channel 1 of {bands} as grey"
+    if wavelengths is not None and wavelengths.min() <= 480 and wavelengths.max() >= 620:
+        picks = [int(np.abs(wavelengths - nm).argmin()) for nm in VISIBLE_RGB_NM]
+    else:
+        picks = [round((bands - 1) * f) for f in (0.8, 0.5, 0.2)]
+    if wavelengths is None:
+        return picks, "bands " + "/".join(str(b + 1) for b in picks) + f" of {bands} as R/G/B"
+    return picks, "/".join(f"{wavelengths[b]:.0f}" for b in picks) + " nm as R/G/B"
+
+
+def false_colour(cube: np.ndarray, wavelengths=None) -> np.ndarray:
+    """(C, H, W) -> (H, W, 3) composite of composite_bands, stretched to its 99.5th
+    percentile (any units)."""
+    rgb = np.stack([cube[b] for b in composite_bands(cube.shape[0], wavelengths)[0]], axis=-1)
+    return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-30), 0, 1)
+
+
+def _composites(out_dir, name, panels, pixels, plt, wavelengths):
     """One row of false-colour composites, the spectra's pixels marked on each image of the
     output's size."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.1), squeeze=False)
     height, width = panels[-1][1].shape[1:]
+    hsi_bands = panels[-1][1].shape[0]
     for ax, (label, cube) in zip(axes[0], panels):
-        ax.imshow(false_colour(cube))
-        ax.set_title(label, fontsize=9)
+        known = wavelengths if cube.shape[0] == hsi_bands else None
+        ax.imshow(false_colour(cube, known))
+        ax.set_title(f"{label}\n{composite_bands(cube.shape[0], known)[1]}", fontsize=8)
         ax.set_xlabel("x (pixels)")
         if cube.shape[1:] == (height, width):
             for marker, (row, col) in zip(PIXEL_MARKERS, pixels):
                 ax.plot(col, row, marker, markersize=8, markerfacecolor="none", markeredgecolor="white")
     axes[0][0].set_ylabel("y (pixels)")
-    fig.suptitle(f"{name}: false colour (~650/550/450 nm; the MSI as R, G, B); markers: the plotted spectra")
+    fig.suptitle(f"{name}: false colour; markers: the plotted spectra")
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}_composite.png", dpi=100)
     plt.close(fig)
 
 
-def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, inputs: dict = None):
+def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, inputs: dict = None,
+                 wavelengths=None):
     """PNG figures of one scene: false-colour composites of the inputs (`inputs`: label ->
     (C, h, w) array, e.g. the LR-HSI and the HR-MSI), the truth and every method's result,
     per-pixel error maps, and the spectra at a few pixels, which the composites mark.
     `results` maps a method ("dhif", "bicubic", "cs") to its (C, H, W) array; truth may be
-    None (fusion of real data without ground truth)."""
+    None (fusion of real data without ground truth). wavelengths: the bands' centres in nm,
+    or None: spectra are then drawn over the band index."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,7 +175,7 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
     named = {METHOD_NAMES.get(k, k): v for k, v in results.items()}
     panels = list((inputs or {}).items()) + ([("ground truth", truth)] if truth is not None else []) + \
         list(named.items())
-    _composites(out_dir, name, panels, pixels, plt)
+    _composites(out_dir, name, panels, pixels, plt, wavelengths)
     if truth is not None:
         errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in named.items()}
         vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
@@ -168,14 +190,15 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
         fig.savefig(out_dir / f"{name}_error.png", dpi=100)
         plt.close(fig)
     fig, axes = plt.subplots(1, len(pixels), figsize=(4 * len(pixels), 3.4), squeeze=False)
-    wavelengths = np.linspace(400, 700, next(iter(results.values())).shape[0])
+    bands = next(iter(results.values())).shape[0]
+    axis = wavelengths if wavelengths is not None else np.arange(1, bands + 1)
     for ax, marker, (row, col) in zip(axes[0], PIXEL_MARKERS, pixels):
         if truth is not None:
-            ax.plot(wavelengths, truth[:, row, col], "k-", lw=2, label="ground truth")
+            ax.plot(axis, truth[:, row, col], "k-", lw=2, label="ground truth")
         for label, cube in named.items():
-            ax.plot(wavelengths, cube[:, row, col], label=label)
+            ax.plot(axis, cube[:, row, col], label=label)
         ax.set_title(f"pixel (x {col}, y {row}), {PIXEL_MARKERS[marker]} on the composites", fontsize=9)
-        ax.set_xlabel("wavelength (nm; nominal 400-700)")
+        ax.set_xlabel("wavelength (nm)" if wavelengths is not None else "band (wavelengths not known)")
         ax.set_ylabel("value (data units)")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
@@ -183,18 +206,21 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
     plt.close(fig)
 
 
-def save_cube(path: Path, cube: np.ndarray):
-    """(C, H, W) as .npy, or as .mat with key 'hsi' in (H, W, C) like the authors' files,
-    written atomically."""
+def save_cube(path: Path, cube: np.ndarray, layout: str = None):
+    """(C, H, W) written atomically as .npy or as .mat with key 'hsi', with its axes in
+    `layout` ('chw' or 'hwc'); by default .npy is (C, H, W) and .mat (H, W, C), like the
+    authors' files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
+    layout = layout or ("hwc" if path.suffix == ".mat" else "chw")
+    array = np.ascontiguousarray(cube.transpose(1, 2, 0)) if layout == "hwc" else cube
     if path.suffix == ".mat":
         from scipy.io import savemat
 
-        savemat(buffer, {"hsi": cube.transpose(1, 2, 0)}, do_compression=True)
+        savemat(buffer, {"hsi": array}, do_compression=True)
     else:
-        np.save(buffer, cube)
+        np.save(buffer, array)
     write_atomic(path, buffer.getvalue())
 
 

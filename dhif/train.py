@@ -56,6 +56,11 @@ class TrainConfig(ModelConfig):
     time_limit: float = None     # seconds; stop after the epoch that crosses it
     checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
     init_operators: str = "random"  # or "physics": R, B from the known response and blur
+    # The data protocol, recorded in every checkpoint (sigma above is the blur's).
+    data: str = None             # the dataset folder (--cave or --data)
+    scaling: str = "as-read"     # a key of dhif.data.scenes.SCALINGS
+    srf: str = "nikon_d700"      # the spectral response: a name or a file
+    train_scenes: list = None
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -228,13 +233,15 @@ def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False) -> 
 # reports. Any other difference from the checkpoint's configuration changes the training
 # itself, and a resume that silently mixed two configurations would not be exact.
 RESUME_FREE = {"out", "epochs", "device", "workers", "tensorboard", "val_every", "val_tile", "time_limit",
-               "checkpoint_every", "filter_impl"}
+               "checkpoint_every", "filter_impl", "data"}
 
 
 def configuration_changes(saved: dict, config: TrainConfig) -> dict:
     """{key: (checkpoint's value, config's value)} for the settings that differ."""
-    now = dataclasses.asdict(config)
-    return {k: (saved.get(k), v) for k, v in now.items() if k not in RESUME_FREE and saved.get(k) != v}
+    now, defaults = dataclasses.asdict(config), dataclasses.asdict(TrainConfig())
+    # A key that an older checkpoint lacks had the default's value.
+    return {k: (saved.get(k, defaults[k]), v) for k, v in now.items()
+            if k not in RESUME_FREE and saved.get(k, defaults[k]) != v}
 
 
 def _apply_changes(config: TrainConfig, optimizer, scheduler):
@@ -396,7 +403,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
                     raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
                 rate = count * config.batch_size * env.world / (time.time() - epoch_start)
                 bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
-                if env.main and progress:
+                if env.main and progress and not config.time_limit:  # a time budget ends on time
                     estimate.step((config.epochs - epoch) * len(loader) - count)
         scheduler.step()
         mean_loss = env.mean(total / max(count, 1))

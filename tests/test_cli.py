@@ -149,6 +149,48 @@ def test_fuse_writes_valid_json_and_keeps_earlier_results(tmp_path, capsys):
     assert main(argv + ["--overwrite"]) == 0
 
 
+def _write(tmp_path, name, shape, value=None):
+    array = np.random.default_rng(1).random(shape).astype(np.float32) if value is None else \
+        np.full(shape, value, np.float32)
+    np.save(tmp_path / name, array)
+    return str(tmp_path / name)
+
+
+BAD_PAIRS = {  # (LR-HSI shape, HR-MSI shape, extra arguments) -> what the one line says
+    "same size": ((4, 64, 64), (3, 64, 64), [], "both 64 x 64 pixels"),
+    "swapped": ((3, 128, 128), (4, 32, 32), [], "are they swapped?"),
+    "swapped bands": ((3, 32, 32), (4, 128, 128), [], "the LR-HSI must have more. Are --lr-hsi and --hr-msi swapped?"),
+    "not a power of two": ((4, 32, 32), (3, 96, 96), [], "DHIF-Net fuses at scales 2, 4, 8, 16, 32"),
+    "scale does not divide": ((4, 32, 32), (3, 128, 120), [], "is not the LR-HSI (32 x 32) times the scale 4"),
+    "given scale does not fit": ((4, 32, 32), (3, 128, 128), ["--scale", "2"], "times the scale 2"),
+    "2-D": ((32, 32), (3, 128, 128), [], "2-D array of shape (32, 32)"),
+    "wavelengths": ((4, 32, 32), (3, 64, 64), ["--wavelengths", "nm.npy"], "gives 5 values for 4 bands"),
+    "wavelength range": ((4, 32, 32), (3, 64, 64), ["--wavelengths", "400-700"], "give START:STOP in nm"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_PAIRS)
+def test_bad_pairs_are_one_line_before_anything_is_written(tmp_path, capsys, case):
+    lr_shape, msi_shape, extra, message = BAD_PAIRS[case]
+    np.save(tmp_path / "nm.npy", np.arange(5.0))
+    extra = [str(tmp_path / e) if e.endswith(".npy") else e for e in extra]
+    argv = ["fuse", "--lr-hsi", _write(tmp_path, "lr.npy", lr_shape), "--hr-msi", _write(tmp_path, "msi.npy", msi_shape),
+            "--lr-layout", "chw", "--msi-layout", "chw", "--out", str(tmp_path / "out"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_constant_cube_is_refused(tmp_path, capsys):
+    argv = ["fuse", "--lr-hsi", _write(tmp_path, "lr.npy", (4, 32, 32), value=0.0), "--hr-msi",
+            _write(tmp_path, "msi.npy", (3, 128, 128)), "--lr-layout", "chw", "--msi-layout", "chw",
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    assert "has the same value (0) everywhere" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_array_name_is_an_unquoted_line(tmp_path, capsys):
     np.savez(tmp_path / "pair.npz", hsi=np.zeros((4, 32, 32), dtype=np.float32))
     argv = _pair(tmp_path)
@@ -253,14 +295,14 @@ def test_train_and_test_on_real_cave(cave_dir, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert (tmp_path / "res" / "metrics.csv").read_text() == metrics
     assert main(test[:-4] + ["--scenes", "watercolours", "--device", "cpu"]) == 2
-    assert "no CAVE scene 'watercolours'" in capsys.readouterr().err
+    assert "no scene 'watercolours'" in capsys.readouterr().err
 
 
 def test_scene_mistakes_are_named(cave_dir, tmp_path, capsys):
     base = ["train", "--cave", str(cave_dir), "--out", str(tmp_path / "run"), "--device", "cpu"]
     assert main(base + ["--train-scenes", "ballons"]) == 2
     err = capsys.readouterr().err
-    assert "no CAVE scene 'ballons'" in err and "balloons" in err
+    assert "no scene 'ballons'" in err and "balloons" in err
     assert main(base + ["--train-scenes", "balloons", "--val-scenes", "balloons"]) == 2
     assert "both a training and a validation scene" in capsys.readouterr().err
 
@@ -274,8 +316,10 @@ def test_fuse_the_real_houston_pair(tmp_path):
                  "rgbImg", "--minutes", "0.02", "--width", "4", "--stages", "1", "--head-width", "8",
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["scale"] == 4 and "reduced_resolution" in report
-    assert np.load(tmp_path / "fused.npy").shape == (48, 512, 512)
+    assert report["scale"] == 4 and set(report["reduced_resolution"]) == {"dhif", "bicubic", "cs", "protocol"}
+    assert report["inputs"]["lr_hsi"]["values"] == "uint16 values as stored (not divided by the type's maximum)"
+    assert np.load(tmp_path / "fused.npy").shape == (512, 512, 48)  # hwc, as hyprImg is stored
+    assert report["output"]["layout"] == "hwc" and report["wavelengths_nm"] is None
     assert (tmp_path / "fused_composite.png").exists()
 
 
@@ -289,6 +333,7 @@ BAD_ARGUMENTS = [
     ["train", "--cave", "x", "--lr", "nan"],
     ["test", "--cave", "x", "--checkpoint", "c.pt", "--overlap", "-8"],
     ["fuse", "--lr-hsi", "a.npy", "--hr-msi", "b.npy", "--minutes", "0"],
+    ["fuse", "--lr-hsi", "a.npy", "--hr-msi", "b.npy", "--minutes", "1", "--steps", "8"],
     ["demo", "--steps", "0"],
 ]
 
@@ -299,7 +344,7 @@ def test_nonsense_arguments_are_refused_in_one_line(argv, capsys):
         main(argv)
     assert exit_info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last.startswith(f"dhif {argv[0]}: error: argument ") and "expected" in last
+    assert last.startswith(f"dhif {argv[0]}: error: argument ") and ("expected" in last or "not allowed" in last)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from dhif.data import (CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, degrade, find_cave_scenes,
-                       gaussian_psf, read_cave_scene, read_cube, spectral_response, to_msi)
+from dhif.data import (CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, SceneDataset, degrade, find_scenes,
+                       gaussian_psf, load_cube, read_cave_scene, read_cube, spectral_response, to_msi)
 from dhif.data.synthetic import synthetic_scene
 
 from helpers import DEVICES, SHARED_DATA
@@ -59,7 +59,7 @@ def test_cave_errors_name_the_problem(tmp_path):
 
 
 def test_real_cave_scenes(cave_dir):
-    scenes = find_cave_scenes(cave_dir)
+    scenes = find_scenes(cave_dir)
     assert {"balloons", "watercolors"} <= set(scenes)
     for name in ("balloons", "watercolors"):  # 16-bit grey and 8-bit RGBA bands
         cube = read_cave_scene(scenes[name])
@@ -170,15 +170,33 @@ def test_band_numbered_zero_is_named(tmp_path):
 
 def test_misspelled_scene_is_named_with_the_valid_ones(tmp_path):
     write_cave_folder(tmp_path)
-    assert find_cave_scenes(tmp_path, ["ballons"]) == {}  # the defaults: absent scenes are skipped
-    with pytest.raises(ValueError, match=r"no CAVE scene 'ballons' under .*; scenes there: toy"):
-        find_cave_scenes(tmp_path, ["ballons"], require_all=True)
+    assert find_scenes(tmp_path, ["ballons"]) == {}  # the defaults: absent scenes are skipped
+    with pytest.raises(ValueError, match=r"no scene 'ballons' under .*; scenes there: toy"):
+        find_scenes(tmp_path, ["ballons"], require_all=True)
 
 
-def test_integer_cubes_are_scaled_to_unit_range(tmp_path):
-    np.save(tmp_path / "u16.npy", np.full((4, 4, 3), 65535, dtype=np.uint16))
-    cube = read_cube(tmp_path / "u16.npy")
-    assert cube.shape == (3, 4, 4) and torch.all(cube == 1.0)
+def test_integer_cubes_keep_their_values(tmp_path):
+    np.save(tmp_path / "u16.npy", np.arange(48, dtype=np.uint16).reshape(4, 4, 3) * 1000)
+    cube = load_cube(tmp_path / "u16.npy")
+    assert cube.layout == "hwc" and cube.dtype == "uint16" and "not divided" in cube.values_read()
+    assert cube.data.dtype == torch.float32 and cube.data.max() == 47000
+
+
+def test_wavelengths_are_read_where_the_file_has_them(tmp_path):
+    cube = np.ones((20, 20, 5), np.float32)
+    np.savez(tmp_path / "nm.npz", cube=cube, wavelength=np.arange(5) * 10 + 450.0)
+    np.savez(tmp_path / "um.npz", cube=cube, wl=np.array([0.45, 0.46, 0.47, 0.48, 0.49]))
+    np.savez(tmp_path / "wrong_length.npz", cube=cube, wavelength=np.arange(4.0))
+    np.testing.assert_allclose(load_cube(tmp_path / "nm.npz", "cube").wavelengths, [450, 460, 470, 480, 490])
+    np.testing.assert_allclose(load_cube(tmp_path / "um.npz", "cube").wavelengths, [450, 460, 470, 480, 490])
+    assert load_cube(tmp_path / "wrong_length.npz", "cube").wavelengths is None
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (2, 4, 16, 16)])
+def test_arrays_that_are_not_cubes_are_refused(tmp_path, shape):
+    np.save(tmp_path / "a.npy", np.ones(shape, np.float32))
+    with pytest.raises(ValueError, match=f"{len(shape)}-D array of shape"):
+        read_cube(tmp_path / "a.npy")
 
 
 def test_real_pairs_are_readable():

@@ -1,12 +1,9 @@
 """Training patches and whole-image test sets, simulated by the authors' protocol."""
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .degrade import degrade
-from .readers import read_cave_scene
 from .srf import to_msi
 
 CAVE_TRAIN_SCENES = [
@@ -15,32 +12,11 @@ CAVE_TRAIN_SCENES = [
     "fake_and_real_peppers", "fake_and_real_strawberries", "fake_and_real_sushi", "fake_and_real_tomatoes",
     "feathers", "flowers", "glass_tiles", "hairs",
 ]
+CAVE_WAVELENGTHS = np.arange(400, 701, 10.0)  # nm, the database's 31 bands
 CAVE_TEST_SCENES = [
     "superballs", "thread_spools", "oil_painting", "paints", "photo_and_face", "pompoms", "real_and_fake_apples",
     "real_and_fake_peppers", "sponges", "stuffed_toys", "jelly_beans", "watercolors",
 ]
-
-
-def find_cave_scenes(root, names=None, require_all: bool = False) -> dict:
-    """{name: folder} of the CAVE scenes under `root` (the database's complete_ms_data).
-    With `names`, only those, in that order; scenes not present are left out, or with
-    require_all (names a user typed) refused, naming the scenes that are there."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"CAVE folder not found: {root}")
-    present = {p.name[:-3]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.endswith("_ms")}
-    if names is None:
-        return present
-    absent = [name for name in names if name not in present]
-    if absent and require_all:
-        raise ValueError(f"no CAVE scene {', '.join(map(repr, absent))} under {root}; scenes there: "
-                         f"{', '.join(present) or 'none'}")
-    return {name: present[name] for name in names if name in present}
-
-
-def load_cave(root, names=None, require_all: bool = False) -> dict:
-    """{name: Tensor[31, H, W]} for the CAVE scenes found under root (see find_cave_scenes)."""
-    return {name: read_cave_scene(folder) for name, folder in find_cave_scenes(root, names, require_all).items()}
 
 
 def crop_to_multiple(cube: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -114,11 +90,16 @@ class PatchDataset(EpochSampledDataset):
 
 
 class SceneDataset(Dataset):
-    """Whole images: (lr_hsi, hr_msi, hr_hsi, name), cropped to a multiple of the scale."""
+    """Whole images: (lr_hsi, hr_msi, hr_hsi, name), cropped to a multiple of the scale.
+    factors: name -> the factor that brings a scene back to its units (default 1);
+    unit_range: the data are known to lie in [0, 1] (CAVE), so results are clipped to it
+    and PSNR's peak is 1; wavelengths: the bands' centres in nm, for figures, where known."""
 
-    def __init__(self, scenes: dict, scale: int, srf: torch.Tensor, sigma: float = 2.0):
+    def __init__(self, scenes: dict, scale: int, srf: torch.Tensor, sigma: float = 2.0, factors: dict = None,
+                 unit_range: bool = True, wavelengths=None):
         self.names = list(scenes)
         self.scenes, self.scale, self.srf, self.sigma = scenes, scale, srf, sigma
+        self.factors, self.unit_range, self.wavelengths = factors or {}, unit_range, wavelengths
 
     def __len__(self):
         return len(self.names)

@@ -1,5 +1,8 @@
 """Readers of hyperspectral cubes: the CAVE database's PNG folders, .mat (v5 and v7.3),
-.npy/.npz, .h5 and .tif. Every reader returns a float32 tensor (C, H, W)."""
+.npy/.npz, .h5 and .tif. Every reader returns a float32 tensor (C, H, W); a user's file
+keeps its units (CAVE's PNGs are divided by their bit depth's maximum, the authors'
+protocol)."""
+import dataclasses
 import re
 from pathlib import Path
 
@@ -100,23 +103,6 @@ def _guess_layout(shape) -> str:
                      "layout: 'chw' (bands first) or 'hwc' (bands last)")
 
 
-def _to_chw(array: np.ndarray, layout: str) -> np.ndarray:
-    if array.ndim == 2:
-        array = array[None]
-        layout = "chw"
-    if array.ndim != 3:
-        raise ValueError(f"expected a 3-D cube, got shape {array.shape}")
-    if layout == "auto":
-        layout = _guess_layout(array.shape)
-    return array.transpose(2, 0, 1) if layout == "hwc" else array
-
-
-def _to_unit_float(array: np.ndarray) -> np.ndarray:
-    if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.float32) / np.iinfo(array.dtype).max
-    return array.astype(np.float32)
-
-
 def _hdf5_arrays(path: Path, transpose: bool) -> dict:
     """Every dataset of an HDF5 file by its path; MATLAB v7.3 stores arrays transposed."""
     import h5py
@@ -165,10 +151,8 @@ def _only_cube(path: Path, arrays: dict) -> np.ndarray:
                      "for dhif fuse)")
 
 
-def read_array(path, key: str = None) -> np.ndarray:
-    """The raw array stored in a .mat/.npy/.npz/.h5/.tif file: the given key, or the only
-    array, or the only 3-D one; several candidates without a key are refused, listed."""
-    path = Path(path)
+def _read_arrays(path: Path, key: str = None) -> tuple:
+    """(the chosen array, its name or None, every array of the file by name)."""
     if not path.exists():
         raise FileNotFoundError(f"file not found: {path}")
     suffix = path.suffix.lower()
@@ -176,11 +160,11 @@ def read_array(path, key: str = None) -> np.ndarray:
         raise ValueError(f"{path} holds a single array, so an array name ({key!r}) does not apply to it")
     try:
         if suffix == ".npy":
-            return np.load(path)
+            return np.load(path, mmap_mode="r"), None, {}
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return tifffile.imread(path)
+            return tifffile.imread(path), None, {}
         arrays = _container_arrays(path, suffix)
     except Exception as error:  # each library has its own error types for corrupt files
         raise ValueError(f"cannot read {path}: {error}") from error
@@ -189,17 +173,78 @@ def read_array(path, key: str = None) -> np.ndarray:
     if key is not None:
         if key not in arrays:
             raise KeyError(f"{path} has no array {key!r}; it has {sorted(arrays)}")
-        return arrays[key]
-    return _only_cube(path, arrays)
+        return arrays[key], key, arrays
+    cube = _only_cube(path, arrays)
+    return cube, next(k for k, v in arrays.items() if v is cube), arrays
+
+
+def read_array(path, key: str = None) -> np.ndarray:
+    """The raw array stored in a .mat/.npy/.npz/.h5/.tif file: the given key, or the only
+    array, or the only 3-D one; several candidates without a key are refused, listed."""
+    return np.asarray(_read_arrays(Path(path), key)[0])
+
+
+# Names under which files store their bands' centre wavelengths.
+WAVELENGTH_KEYS = ("wavelength", "wavelengths", "wavelength_nm", "wl", "lambda", "bands_nm", "centers")
+
+
+def _wavelengths_nm(arrays: dict, bands: int):
+    """The bands' wavelengths in nm from a 1-D array of the file under a known name, or None.
+    Values below 30 are taken as micrometres."""
+    for name, values in arrays.items():
+        if name.split("/")[-1].lower() in WAVELENGTH_KEYS and np.size(values) == bands and \
+                np.issubdtype(values.dtype, np.number):
+            nm = np.asarray(values, dtype=np.float64).ravel()
+            return nm * 1000 if nm.max() < 30 else nm
+    return None
+
+
+@dataclasses.dataclass
+class CubeFile:
+    """A cube read from a user's file, with what the file said about it."""
+    data: torch.Tensor   # (C, H, W) float32 (float64 if stored so), in the file's units
+    path: str
+    key: str             # the array's name in a container, or None
+    layout: str          # 'chw' or 'hwc': the axes as stored
+    dtype: str           # as stored, e.g. 'uint16'
+    wavelengths: np.ndarray = None  # nm per band, where the file gives them
+
+    def values_read(self) -> str:
+        """How the stored numbers became the cube's values, for reports."""
+        if np.issubdtype(np.dtype(self.dtype), np.integer):
+            return f"{self.dtype} values as stored (not divided by the type's maximum)"
+        return f"{self.dtype} values as stored"
+
+    def describe(self) -> dict:
+        return {"path": self.path, "key": self.key, "layout": self.layout, "dtype": self.dtype,
+                "shape_chw": list(self.data.shape), "values": self.values_read(),
+                "wavelengths_nm": None if self.wavelengths is None else
+                [round(float(w), 3) for w in (self.wavelengths[0], self.wavelengths[-1])]}
+
+
+def load_cube(path, key: str = None, layout: str = "auto") -> CubeFile:
+    """A hyperspectral cube from .mat/.npy/.npz/.h5/.tif with what the file says about it
+    (CubeFile). Values keep their units: integers are converted to float32 as they are.
+    layout: 'chw' (bands first), 'hwc' (bands last) or 'auto', which decides only when the
+    shape leaves no doubt (square images, or one end axis far smaller than the other) and
+    otherwise asks for the layout."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    path = Path(path)
+    array, name, arrays = _read_arrays(path, key)
+    if array.ndim != 3:
+        raise ValueError(f"{path}{f' [{name}]' if name else ''} is a {array.ndim}-D array of shape "
+                         f"{tuple(array.shape)}; a cube has 3 axes (bands and two spatial ones)")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{path}{f' [{name}]' if name else ''} holds {array.dtype} values, not real numbers")
+    stored = _guess_layout(array.shape) if layout == "auto" else layout
+    chw = array.transpose(2, 0, 1) if stored == "hwc" else array
+    # float64 stays float64 (a cube's scaling is exact then); the rest becomes float32.
+    dtype = np.float64 if array.dtype == np.float64 else np.float32
+    data = torch.from_numpy(np.array(chw, dtype=dtype, order="C"))  # a copy, also of a memory map
+    return CubeFile(data, str(path), name, stored, str(array.dtype), _wavelengths_nm(arrays, data.shape[0]))
 
 
 def read_cube(path, key: str = None, layout: str = "auto") -> torch.Tensor:
-    """A hyperspectral cube (C, H, W) float32 from .mat/.npy/.npz/.h5/.tif. Integer data are
-    divided by their type's maximum; float data are returned as stored. layout: 'chw'
-    (bands first), 'hwc' (bands last) or 'auto', which decides only when the shape leaves
-    no doubt (square images, or one end axis far smaller than the other) and otherwise
-    asks for the layout."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
-    array = _to_chw(read_array(path, key), layout)
-    return torch.from_numpy(np.ascontiguousarray(_to_unit_float(array)))
+    """The (C, H, W) float32 tensor of load_cube, in the file's units."""
+    return load_cube(path, key, layout).data.float()

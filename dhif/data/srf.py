@@ -30,7 +30,11 @@ def spectral_response(name_or_path="nikon_d700", bands: int = None) -> torch.Ten
     `bands`, a table whose band axis is ambiguous is oriented to match it.
     """
     if str(name_or_path) in RESPONSES:
-        return _normalised(RESPONSES[str(name_or_path)])
+        response = _normalised(RESPONSES[str(name_or_path)])
+        if bands is not None and response.shape[1] != bands:
+            raise ValueError(f"the spectral response {name_or_path} has {response.shape[1]} bands and the data "
+                             f"{bands}; give one for your sensor with --srf FILE (.csv/.npy, one row per band)")
+        return response
     path = Path(name_or_path)
     if not path.exists():
         raise ValueError(f"unknown spectral response {name_or_path!r}: use one of {sorted(RESPONSES)} "
