@@ -1,52 +1,16 @@
-"""Checkpoints: atomic writes, safe reads, models and training state.
+"""Checkpoints: safe reads, models and training state.
 
 A checkpoint is a dict of plain tensors and built-in types, read with torch's
 weights-only unpickler: "model" (a DHIFNet state_dict) and "config" (at least the keys of
 ModelConfig), plus, for a training run, "optimizer", "scheduler", "epoch" and "rng".
 """
-import contextlib
 import dataclasses
-import os
 from pathlib import Path
 
 import torch
 
+from .files import why_unreadable
 from .models import DHIFNet, ModelConfig
-
-
-@contextlib.contextmanager
-def atomic_file(path):
-    """Yields a temporary path beside `path` to write, then renames it over `path`: a reader
-    sees the old file or the new one, never half of one, whatever moment the run is killed,
-    and a failed write (a full disk, a folder in the way) leaves neither a partial file nor
-    the temporary one, and is one ValueError."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:  # torch reports a full disk as a RuntimeError
-        raise ValueError(f"cannot write {path}: {getattr(error, 'strerror', None) or error}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_atomic(obj, path: Path):
-    """torch.save through atomic_file."""
-    with atomic_file(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def why_unreadable(path: Path, error: Exception) -> str:
-    """What to tell a user about a file that torch.load could not read."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head:
-        return "the file is empty"
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch.save) or a pickle
-        return "it is not a PyTorch file"
-    text = str(error).strip()
-    return (text.splitlines()[0][:200] if text else type(error).__name__) + "; the file may be truncated"
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:

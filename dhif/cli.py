@@ -128,7 +128,8 @@ def cmd_test(args):
     from .checkpoint import model_from_checkpoint
     from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
     from .evaluate import OUTPUTS, evaluate
-    from .report import claim_output, format_table, write_atomic
+    from .files import write_atomic
+    from .report import claim_output, format_table
     from .train import pick_device
 
     device = pick_device(args.device)
@@ -164,7 +165,7 @@ def cmd_fuse(args):
 def cmd_convert(args):
     import dataclasses
 
-    from .checkpoint import save_atomic
+    from .files import save_atomic
     from .models import DHIFNet, convert_original_state_dict, infer_config, load_original_checkpoint
 
     source, target = Path(args.input), Path(args.output)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_file
+from .files import write_atomic
 
 
 LOCK_NAME = ".dhif-run.lock"
@@ -93,12 +93,6 @@ def claim_output(out: Path, names, overwrite: bool):
     for name in present:
         path = out / name
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-
-
-def write_atomic(path: Path, data):
-    """Writes text or bytes to `path` through dhif.checkpoint.atomic_file."""
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
 # Every method's full name, for figures and summaries ("cs": Aiazzi et al.'s GSA-type

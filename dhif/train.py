@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, restore_training_state, save_atomic, training_state
+from .checkpoint import load_checkpoint, restore_training_state, training_state
+from .files import save_atomic
 from .data import SceneDataset
 from .models import DHIFNet, ModelConfig
 from .models.physics import init_observation_operators
@@ -298,6 +299,166 @@ def _quietly(write):
         pass
 
 
+class _RunLog:
+    """What a run reports: log.csv, TensorBoard, and the progress bars. A time-budgeted run
+    (fuse) shows one bar over its budget, a run of short epochs (the demo's) one bar over
+    its epochs; a run of long epochs shows one bar per epoch and a line after each."""
+
+    def __init__(self, out: Path, config: TrainConfig, main: bool, progress: bool, steps_per_epoch: int,
+                 start_epoch: int):
+        self.path, self.main = out / "log.csv", main
+        self.writer = None
+        if config.tensorboard and main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(out / "tensorboard")
+        self.time_limit, self.started = config.time_limit, time.time()
+        whole_run = progress and main and bool(config.time_limit or steps_per_epoch < 50)
+        self.per_epoch = progress and main and not whole_run
+        self.bar = tqdm(total=round(config.time_limit) if config.time_limit else config.epochs,
+                        initial=0 if config.time_limit else start_epoch, desc="training", disable=not whole_run,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} "
+                                   + ("s" if config.time_limit else "epochs") + "{postfix}")
+
+    def epoch_bar(self, batches, epoch: int, epochs: int):
+        return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.per_epoch, leave=False)
+
+    def epoch_done(self, epoch: int, loss: float, lr: float, val_psnr, seconds: float):
+        new_log = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            row = csv.writer(f)
+            if new_log:
+                row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds"])
+            row.writerow([epoch + 1, f"{loss:.6f}", f"{lr:.6g}", "" if val_psnr is None else f"{val_psnr:.4f}",
+                          f"{seconds:.1f}"])
+        if self.writer is not None:
+            self.writer.add_scalar("loss/train", loss, epoch + 1)
+            if val_psnr is not None:
+                self.writer.add_scalar("psnr/val", val_psnr, epoch + 1)
+        message = f"epoch {epoch + 1}: loss {loss:.5f}" + (
+            f", val PSNR {val_psnr:.2f} dB" if val_psnr is not None else "")
+        if self.per_epoch:
+            tqdm.write(message)
+        self.bar.set_postfix_str(message, refresh=False)
+        done = min(time.time() - self.started, self.bar.total) if self.time_limit else epoch + 1
+        self.bar.update(done - self.bar.n)
+
+    def close(self, quietly: bool = False):
+        """quietly: the terminal may be gone (Ctrl-C in a pipe)."""
+        _quietly(self.bar.close) if quietly else self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _TrainingRun:
+    """One call of train(), as named steps: build, resume, the loaders, then epochs of steps."""
+
+    def __init__(self, config: TrainConfig, dataset, validate, srf, progress: bool):
+        self.config, self.dataset, self.validate, self.progress = config, dataset, validate, progress
+        self.out = Path(config.out)
+        self.last = self.out / "last.pt"
+        self.env = _Distributed(pick_device(config.device))
+        self.device = self.env.device
+        torch.manual_seed(config.seed)
+        self.model = DHIFNet(config, filter_impl=config.filter_impl).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
+        if config.init_operators == "physics":
+            init_observation_operators(self.model, srf, config.sigma)
+        if config.bf16 and not has_native_bf16(self.device):
+            warnings.warn(f"dhif train: bf16 autocast on {self.device} without native bf16 arithmetic is slower "
+                          "than float32", RuntimeWarning, stacklevel=3)
+        self.start_epoch, self.finished, self.interrupted = 0, {}, None
+
+    def resume(self, apply_changes: bool):
+        """Continues from <out>/last.pt where there is one, refusing changed settings unless
+        apply_changes (the model's own keys never change)."""
+        if not self.last.exists():
+            return
+        config = self.config
+        checkpoint = load_checkpoint(self.last, map_location=self.device)
+        changes = configuration_changes(checkpoint["config"], config)
+        described = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
+        fixed = sorted(set(changes) & set(ModelConfig.keys()))
+        if fixed or (changes and not apply_changes):
+            raise ValueError(f"{self.last} was trained with other settings ({described}); resume with the same "
+                             "settings" + ("" if fixed else ", or pass --apply-changes to continue with the new ones")
+                             + ", or choose another --out")
+        self.start_epoch = restore_training_state(checkpoint, self.model, self.optimizer, self.scheduler, self.device)
+        self.finished = checkpoint.get("metrics", {})
+        self.interrupted = checkpoint.get("interrupted")
+        if changes:
+            _apply_changes(config, self.optimizer, self.scheduler)
+        if self.env.main:
+            at = (f"epoch {self.start_epoch + 1}, step {self.interrupted['count'] + 1}" if self.interrupted
+                  else f"epoch {self.start_epoch}")
+            print(f"resuming {self.last} at {at}" + (f", applying {described}" if changes else ""), flush=True)
+            if self.start_epoch >= config.epochs:
+                print(f"{self.last} has already been trained for {self.start_epoch} epochs (--epochs "
+                      f"{config.epochs})", flush=True)
+
+    def make_loader(self):
+        """DDP where torchrun started this process; samples are already random functions of
+        (seed, epoch, index), so nothing is shuffled."""
+        self.wrapped = self.model
+        if self.env.world > 1:
+            self.wrapped = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.sampler = DistributedSampler(self.dataset, shuffle=False) if self.env.world > 1 else None
+        self.loader = self._loader(self.sampler)
+
+    def _loader(self, sampler, persistent: bool = True):
+        workers = self.config.workers
+        return DataLoader(self.dataset, batch_size=self.config.batch_size, sampler=sampler, num_workers=workers,
+                          drop_last=True, persistent_workers=persistent and workers > 0,
+                          worker_init_fn=_StopRequest.ignore_in_worker)
+
+    def batches(self, epoch: int):
+        """The epoch's batches; for the epoch that Ctrl-C stopped, this rank's samples from
+        the first step not taken (its shard under DDP)."""
+        self.dataset.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        if epoch != self.start_epoch or not self.interrupted:
+            return self.loader, 0.0, 0
+        total, count = self.interrupted["total"], self.interrupted["count"]
+        order = list(self.sampler if self.sampler is not None else range(len(self.dataset)))
+        return self._loader(order[count * self.config.batch_size:], persistent=False), total, count
+
+    def run_epoch(self, epoch: int, stop: "_StopRequest", estimate: "_LongRunEstimate", log: _RunLog) -> float:
+        """The epoch's steps; returns the ranks' mean loss. Under torchrun every rank stops
+        after the same step and rank 0 saves, before anything is written to a terminal or
+        pipe that the same Ctrl-C may have closed."""
+        config, env = self.config, self.env
+        batches, total, count = self.batches(epoch)
+        started = time.time()
+        bar = log.epoch_bar(batches, epoch, config.epochs)
+        with stop:
+            for lr_hsi, hr_msi, hr_hsi in bar:
+                loss = train_step(self.wrapped, self.optimizer, lr_hsi.to(self.device), hr_msi.to(self.device),
+                                  hr_hsi.to(self.device), config.bf16)
+                total, count = total + loss.item(), count + 1
+                if env.any(stop.requested):
+                    _stop_and_save(env, self.model, self.optimizer, self.scheduler, epoch, config, self.last, total,
+                                   count)
+                    _quietly(bar.close)
+                    log.close(quietly=True)
+                    raise TrainingInterrupted(self.last, epoch, count, len(self.loader),
+                                              stop.signum or signal.SIGTERM)
+                rate = count * config.batch_size * env.world / (time.time() - started)
+                bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
+                if env.main and self.progress and not config.time_limit:  # a time budget ends on time
+                    estimate.step((config.epochs - epoch) * len(self.loader) - count)
+        return env.mean(total / max(count, 1))
+
+    def save(self, epoch: int, loss: float, val_psnr):
+        checkpoint = training_state(self.model, self.optimizer, self.scheduler, epoch + 1, self.config, self.device)
+        checkpoint["metrics"] = {"loss": loss, "val_psnr": val_psnr}
+        save_atomic(checkpoint, self.last)
+        if self.config.checkpoint_every and (epoch + 1) % self.config.checkpoint_every == 0:
+            save_atomic(checkpoint, self.out / f"epoch_{epoch + 1:03d}.pt")
+
+
 def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True,
           apply_changes: bool = False) -> dict:
     """Trains (or resumes from <out>/last.pt) a DHIFNet on a dataset of (lr_hsi, hr_msi,
@@ -306,143 +467,34 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     refuses a configuration that differs from the checkpoint's, naming the keys, unless
     apply_changes (then the new values apply from the resumed epoch on; the model's own
     keys can never change). Returns {'epoch', 'loss', 'val_psnr', 'checkpoint'}."""
-    out = Path(config.out)
-    env = _Distributed(pick_device(config.device))
-    device = env.device
-    torch.manual_seed(config.seed)
-    model = DHIFNet(config, filter_impl=config.filter_impl).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
-    if config.init_operators == "physics":
-        init_observation_operators(model, srf, config.sigma)
-    if config.bf16 and not has_native_bf16(device):
-        warnings.warn(f"dhif train: bf16 autocast on {device} without native bf16 arithmetic is slower than "
-                      "float32", RuntimeWarning, stacklevel=2)
-    start_epoch = 0
-    last = out / "last.pt"
-    finished, interrupted = {}, None
-    if last.exists():
-        checkpoint = load_checkpoint(last, map_location=device)
-        changes = configuration_changes(checkpoint["config"], config)
-        described = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
-        fixed = sorted(set(changes) & set(ModelConfig.keys()))
-        if fixed or (changes and not apply_changes):
-            raise ValueError(f"{last} was trained with other settings ({described}); resume with the same settings"
-                             + ("" if fixed else ", or pass --apply-changes to continue with the new ones")
-                             + ", or choose another --out")
-        start_epoch = restore_training_state(checkpoint, model, optimizer, scheduler, device)
-        finished = checkpoint.get("metrics", {})
-        interrupted = checkpoint.get("interrupted")
-        if changes:
-            _apply_changes(config, optimizer, scheduler)
-        if env.main:
-            at = f"epoch {start_epoch + 1}, step {interrupted['count'] + 1}" if interrupted else f"epoch {start_epoch}"
-            print(f"resuming {last} at {at}" + (f", applying {described}" if changes else ""), flush=True)
-            if start_epoch >= config.epochs:
-                print(f"{last} has already been trained for {start_epoch} epochs (--epochs {config.epochs})",
-                      flush=True)
-    wrapped = model
-    if env.world > 1:
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                                            else None)
-    # Samples are already random functions of (seed, epoch, index): no shuffling needed.
-    sampler = DistributedSampler(dataset, shuffle=False) if env.world > 1 else None
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.workers,
-                        drop_last=True, persistent_workers=config.workers > 0,
-                        worker_init_fn=_StopRequest.ignore_in_worker)
+    run = _TrainingRun(config, dataset, validate, srf, progress)
+    run.resume(apply_changes)
+    run.make_loader()
+    env = run.env
     if env.main:
-        claim_output(out, (), overwrite=False)  # an unwritable folder fails now, not after the first epoch
-    log_path = out / "log.csv"
-    writer = None
-    if config.tensorboard and env.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(out / "tensorboard")
-    started = time.time()
-    result = {"epoch": start_epoch, "loss": finished.get("loss"), "val_psnr": finished.get("val_psnr"),
-              "checkpoint": str(last)}
-    # A time-budgeted run (fuse) shows one bar over its budget, a run of short epochs (the
-    # demo's) one bar over its epochs; a run of long epochs shows one bar per epoch and a
-    # line after each.
-    short_epochs = len(loader) < 50
-    whole_run = progress and env.main and bool(config.time_limit or short_epochs)
-    budget_bar = tqdm(total=round(config.time_limit) if config.time_limit else config.epochs,
-                      initial=0 if config.time_limit else start_epoch, desc="training", disable=not whole_run,
-                      bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} "
-                                 + ("s" if config.time_limit else "epochs") + "{postfix}")
-    per_epoch = progress and env.main and not whole_run
-    model.train()
-    stop = _StopRequest()
-    estimate = _LongRunEstimate(device)
-    for epoch in range(start_epoch, config.epochs):
-        dataset.set_epoch(epoch)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        epoch_start, total, count = time.time(), 0.0, 0
-        batches = loader
-        if epoch == start_epoch and interrupted:  # the rest of an epoch that Ctrl-C stopped
-            total, count = interrupted["total"], interrupted["count"]
-            # This rank's samples of the epoch from the first step not taken (its shard under DDP).
-            remaining = list(sampler if sampler is not None else range(len(dataset)))[count * config.batch_size:]
-            batches = DataLoader(dataset, batch_size=config.batch_size, num_workers=config.workers, drop_last=True,
-                                 sampler=remaining, worker_init_fn=_StopRequest.ignore_in_worker)
-        epoch_lr = scheduler.get_last_lr()[0]  # the rate of this epoch's steps
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not per_epoch, leave=False)
-        with stop:
-            for lr_hsi, hr_msi, hr_hsi in bar:
-                loss = train_step(wrapped, optimizer, lr_hsi.to(device), hr_msi.to(device), hr_hsi.to(device),
-                                  config.bf16)
-                total, count = total + loss.item(), count + 1
-                # Under torchrun every rank stops after the same step; rank 0 saves. The
-                # state is saved before anything is written to a terminal or pipe that the
-                # same Ctrl-C may have closed.
-                if env.any(stop.requested):
-                    _stop_and_save(env, model, optimizer, scheduler, epoch, config, last, total, count)
-                    for progress_bar in (bar, budget_bar):
-                        _quietly(progress_bar.close)
-                    raise TrainingInterrupted(last, epoch, count, len(loader), stop.signum or signal.SIGTERM)
-                rate = count * config.batch_size * env.world / (time.time() - epoch_start)
-                bar.set_postfix(loss=f"{total / count:.5f}", samples_per_s=f"{rate:.1f}")
-                if env.main and progress and not config.time_limit:  # a time budget ends on time
-                    estimate.step((config.epochs - epoch) * len(loader) - count)
-        scheduler.step()
-        mean_loss = env.mean(total / max(count, 1))
+        claim_output(run.out, (), overwrite=False)  # an unwritable folder fails now, not after the first epoch
+    log = _RunLog(run.out, config, env.main, progress, len(run.loader), run.start_epoch)
+    result = {"epoch": run.start_epoch, "loss": run.finished.get("loss"), "val_psnr": run.finished.get("val_psnr"),
+              "checkpoint": str(run.last)}
+    run.model.train()
+    stop, estimate = _StopRequest(), _LongRunEstimate(run.device)
+    for epoch in range(run.start_epoch, config.epochs):
+        epoch_start, epoch_lr = time.time(), run.scheduler.get_last_lr()[0]  # the rate of this epoch's steps
+        mean_loss = run.run_epoch(epoch, stop, estimate, log)
+        run.scheduler.step()
         val_psnr = None
         if validate and env.main and config.val_every and (epoch + 1) % config.val_every == 0:
-            val_psnr = validate(model, device)
+            val_psnr = validate(run.model, run.device)
         result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
         if env.main:
-            checkpoint = training_state(model, optimizer, scheduler, epoch + 1, config, device)
-            checkpoint["metrics"] = {"loss": mean_loss, "val_psnr": val_psnr}
-            save_atomic(checkpoint, last)
-            if config.checkpoint_every and (epoch + 1) % config.checkpoint_every == 0:
-                save_atomic(checkpoint, out / f"epoch_{epoch + 1:03d}.pt")
-            new_log = not log_path.exists()
-            with open(log_path, "a", newline="") as f:
-                row = csv.writer(f)
-                if new_log:
-                    row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds"])
-                row.writerow([epoch + 1, f"{mean_loss:.6f}", f"{epoch_lr:.6g}",
-                              "" if val_psnr is None else f"{val_psnr:.4f}", f"{time.time() - epoch_start:.1f}"])
-            if writer is not None:
-                writer.add_scalar("loss/train", mean_loss, epoch + 1)
-                if val_psnr is not None:
-                    writer.add_scalar("psnr/val", val_psnr, epoch + 1)
-            message = f"epoch {epoch + 1}: loss {mean_loss:.5f}" + (
-                f", val PSNR {val_psnr:.2f} dB" if val_psnr is not None else "")
-            if per_epoch:
-                tqdm.write(message)
-            budget_bar.set_postfix_str(message, refresh=False)
-            done = min(time.time() - started, budget_bar.total) if config.time_limit else epoch + 1
-            budget_bar.update(done - budget_bar.n)
+            run.save(epoch, mean_loss, val_psnr)
+            log.epoch_done(epoch, mean_loss, epoch_lr, val_psnr, time.time() - epoch_start)
         env.barrier()
         # Every rank stops after the same epoch: rank 0's clock decides.
-        if config.time_limit and env.mean(float(env.main and time.time() - started > config.time_limit)) > 0:
+        if config.time_limit and env.mean(float(env.main and time.time() - log.started > config.time_limit)) > 0:
             break
-    budget_bar.close()
-    if writer is not None:
-        writer.close()
+    log.close()
     if env.main:
-        release_folder(out)
+        release_folder(run.out)
     env.close()
     return result

@@ -19,7 +19,8 @@ import dhif.train
 from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
-from dhif.checkpoint import load_checkpoint, model_from_checkpoint, save_atomic
+from dhif.checkpoint import load_checkpoint, model_from_checkpoint
+from dhif.files import save_atomic
 from dhif.train import TrainConfig, lr_factor, train
 
 

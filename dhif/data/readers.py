@@ -241,7 +241,9 @@ def load_cube(path, key: str = None, layout: str = "auto") -> CubeFile:
     chw = array.transpose(2, 0, 1) if stored == "hwc" else array
     # float64 stays float64 (a cube's scaling is exact then); the rest becomes float32.
     dtype = np.float64 if array.dtype == np.float64 else np.float32
-    data = torch.from_numpy(np.array(chw, dtype=dtype, order="C"))  # a copy, also of a memory map
+    # A memory map is copied; an array read whole is converted in place where it can be.
+    copy = np.array if isinstance(array, np.memmap) else np.ascontiguousarray
+    data = torch.from_numpy(copy(chw, dtype=dtype))
     return CubeFile(data, str(path), name, stored, str(array.dtype), _wavelengths_nm(arrays, data.shape[0]))
 
 

@@ -86,11 +86,11 @@ def load_scenes(root, names=None, require_all: bool = False, scaling: str = "pea
     .npy files scaled by their peak stay on disk as MappedCubes."""
     cubes, factors = {}, {}
     for name, path in find_scenes(root, names, require_all).items():
-        if scaling == "peak" and path.suffix.lower() == ".npy":
-            factors[name] = robust_peak(np.load(path, mmap_mode="r"))
-            cubes[name] = MappedCube(path, factors[name])
-            continue
-        cube = read_cave_scene(path, bands=None)
+        mapped = scaling == "peak" and path.suffix.lower() == ".npy"
+        cube = np.load(path, mmap_mode="r") if mapped else read_cave_scene(path, bands=None)
         factors[name] = robust_peak(cube) if scaling == "peak" else 1.0
-        cubes[name] = cube if scaling != "peak" else (cube.double() / factors[name]).float()
+        if not factors[name]:
+            raise ValueError(f"scene {name} ({path}) is zero everywhere; check the file or leave it out")
+        # In place: a large scene is not held twice.
+        cubes[name] = MappedCube(path, factors[name]) if mapped else cube.div_(factors[name])
     return Scenes(cubes, factors, scaling)

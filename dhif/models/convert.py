@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..files import why_unreadable
 from .config import ModelConfig
 
 _STAGE_SCALAR = re.compile(r"(lamda|eta)_(\d+)")
@@ -106,8 +107,6 @@ def load_original_checkpoint(path) -> dict:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # the weights-only unpickler names what it refused
-            from ..checkpoint import why_unreadable
-
             raise ValueError(f"cannot read {path} as a DHIF-Net checkpoint without running pickled code: "
                              f"{why_unreadable(path, error)}") from None
     if isinstance(obj, nn.Module):
