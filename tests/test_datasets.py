@@ -101,3 +101,35 @@ def test_dataset_mistakes_are_one_line_before_any_work(tmp_path, capsys, argv, m
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def every_format_folder(folder, size=64) -> dict:
+    """One scene per file type, each in the layout that type usually has; no keys needed."""
+    import h5py
+    import tifffile
+
+    folder.mkdir()
+    cubes = [synthetic_scene(size, seed=seed).numpy() * (10 ** seed) for seed in range(6)]  # (C, H, W), any units
+    savemat(folder / "v5.mat", {"ref": cubes[0].transpose(1, 2, 0), "lbl": np.ones((size, size))})
+    with h5py.File(folder / "v73.mat", "w", userblock_size=512) as f:  # MATLAB v7.3: transposed HDF5
+        f["hsi"] = cubes[1].transpose(1, 2, 0).T
+    with open(folder / "v73.mat", "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+    np.savez(folder / "npz.npz", cube=cubes[2])
+    with h5py.File(folder / "h5.h5", "w") as f:
+        f["data/cube"] = cubes[3]
+    tifffile.imwrite(folder / "tif.tif", cubes[4])
+    np.save(folder / "npy.npy", cubes[5].transpose(1, 2, 0))
+    return dict(zip(["v5", "v73", "npz", "h5", "tif", "npy"], cubes))
+
+
+@pytest.mark.slow
+def test_train_and_test_on_every_file_type(tmp_path):
+    scenes = every_format_folder(tmp_path / "formats")
+    checkpoint, results = train_and_test(tmp_path / "formats", tmp_path, list(scenes), list(scenes))
+    assert checkpoint["config"]["train_scenes"] == list(scenes)
+    factors = json.loads((results / "protocol.json").read_text())["factors"]
+    for name, cube in scenes.items():  # each scene's peak found, and its result written back in its units
+        assert factors[name] == pytest.approx(np.quantile(np.abs(cube), 0.999), rel=1e-6)
+        # A model trained for two steps is rough, but in each scene's units (they are 10x apart).
+        assert 1 / 3 < np.load(results / "cubes" / f"{name}.npy").max() / cube.max() < 3
