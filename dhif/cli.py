@@ -52,6 +52,21 @@ def _add_data_args(parser):
                         "(nikon_d700: 31 bands, 400-700 nm) or a .csv/.npy file of one row per band")
 
 
+def _tile(text):
+    return text if text == "auto" else non_negative_int(text)
+
+
+def _add_inference_args(parser):
+    from .inference import PRECISIONS
+
+    parser.add_argument("--tile", type=_tile, default="auto", help="HR tile size in pixels (a multiple of the scale), "
+                        "0 for the whole image, or auto: the largest that fits a memory budget (half of the free GPU "
+                        "memory, a third of the host's available memory), measured on two small tiles")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16: bfloat16 autocast, the "
+                        "filter in float32 as in training; about 2x faster where bf16 is native (recent GPUs, CPUs "
+                        "with AVX512-BF16 or AMX), warned and slower elsewhere")
+
+
 def _add_filter_impl_arg(parser):
     from .ops import IMPLS
 
@@ -147,7 +162,7 @@ def cmd_test(args):
                            unit_range=args.cave is not None,
                            wavelengths=CAVE_WAVELENGTHS if args.cave and model.hsi_channels == 31 else None)
     rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
-                    figures=not args.no_figures, border=args.border)
+                    figures=not args.no_figures, border=args.border, precision=args.precision)
     protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "scale": model.scale,
                 "blur_sigma": args.blur_sigma, "srf": str(args.srf), "border": args.border,
                 "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors, "checkpoint": str(args.checkpoint)}
@@ -260,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), every scene (--data)")
     p.add_argument("--border", type=non_negative_int, default=0, help="HR pixels left out of the metrics at each "
                    "edge (the authors: 0)")
-    p.add_argument("--tile", type=positive_int, default=None, help="HR tile size (multiple of the scale) to bound memory")
+    _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR "
                    "pixels (a multiple of the scale)")
     p.add_argument("--save-cubes", choices=["npy", "mat"], default=None, help="also save the fused cubes")
@@ -293,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=positive_int, default=16, help="U-Net base width of the model trained here")
     p.add_argument("--stages", type=positive_int, default=2, help="unrolled stages of the model trained here")
     p.add_argument("--head-width", type=positive_int, default=64, help="hidden width of its filter heads")
-    p.add_argument("--tile", type=positive_int, default=None, help="HR tile size in pixels (a multiple of the "
-                   "scale) to bound memory; default: the whole image")
+    _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
     p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
     p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")

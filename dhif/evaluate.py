@@ -6,7 +6,7 @@ from tqdm import tqdm
 from . import metrics
 from .baselines import BASELINES
 from .data.units import clip_to_input_range
-from .inference import reconstruct_image
+from .inference import reconstruct_image, resolve_tile
 from .report import save_cube, save_figures, write_table
 
 # What evaluate() writes in its output folder.
@@ -26,16 +26,22 @@ def _scored(pred, truth, scale: int, border: int, unit_range: bool) -> dict:
 
 
 def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_format=None, figures=True,
-             baselines=("bicubic", "cs"), progress=True, border=0) -> list:
+             baselines=("bicubic", "cs"), progress=True, border=0, precision="fp32") -> list:
     """Metrics per scene for DHIF-Net and the baselines on a SceneDataset. Returns rows
     {scene, method, psnr, ...}; with out_dir, writes metrics.csv/json, figures and
-    (cube_format 'npy' or 'mat') cubes, in the scenes' own units."""
+    (cube_format 'npy' or 'mat') cubes, in the scenes' own units. tile: as reconstruct_image;
+    'auto' says each new choice."""
     model.eval()
     out_dir = Path(out_dir) if out_dir else None
-    rows = []
+    rows, said = [], None
     for lr, msi, hr, name in tqdm(dataset, desc="test", disable=not progress):
         lr, msi, hr = lr[None].to(device), msi[None].to(device), hr[None].to(device)
-        results = {"dhif": _clip(reconstruct_image(model, lr, msi, tile, overlap), dataset, lr, msi)}
+        chosen, note = resolve_tile(tile, model, lr, msi, precision)
+        if note and note != said:
+            tqdm.write(f"{name}: {note}")
+            said = note
+        results = {"dhif": _clip(reconstruct_image(model, lr, msi, chosen, overlap, precision=precision), dataset,
+                                 lr, msi)}
         for method in baselines:
             results[method] = _clip(BASELINES[method](lr, msi, model.scale), dataset, lr, msi)
         for method, pred in results.items():

@@ -18,7 +18,7 @@ from .baselines import BASELINES
 from .checkpoint import model_from_checkpoint
 from .data import PairPatchDataset, crop_to_multiple, degrade, load_cube
 from .data.units import check_not_constant, clip_to_input_range, robust_peak
-from .inference import reconstruct_image
+from .inference import reconstruct_image, resolve_tile
 from .metrics import ergas, psnr, sam
 from .models.dhif_net import SCALES
 from .files import write_atomic
@@ -119,14 +119,15 @@ def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
     return result["checkpoint"], trained
 
 
-def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap) -> dict:
+def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, precision="fp32") -> dict:
     """Wald's protocol: every method fuses the inputs degraded by the scale, scored against
     the LR-HSI (PSNR with the LR-HSI's own peak, SAM, ERGAS). Scale-free: the inputs may
     be in any units, as long as both methods see the same."""
     target = crop_to_multiple(lr_hsi, scale)
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
     low_hsi, low_msi = degrade(target, scale)[None], degrade(msi, scale)[None]
-    results = {"dhif": reconstruct_image(model, low_hsi.to(device), low_msi.to(device), tile, overlap).cpu()}
+    results = {"dhif": reconstruct_image(model, low_hsi.to(device), low_msi.to(device), tile, overlap,
+                                         precision=precision).cpu()}
     results.update({m: baseline(low_hsi, low_msi, scale) for m, baseline in BASELINES.items()})
     truth, peak = target[None], float(target.max())
     results = {m: clip_to_input_range(r, lr_hsi, hr_msi) for m, r in results.items()}
@@ -179,9 +180,13 @@ def fuse_pair(args):
         model = model_from_checkpoint(checkpoint, device)
     else:
         trained = {"trained_here": False, "checkpoint": str(args.checkpoint)}
-    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap)
-    fused = reconstruct_image(model, lr_hsi[None].to(device), hr_msi[None].to(device), args.tile, args.overlap,
-                              progress=True).cpu()[0]
+    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision)
+    lr_input, msi_input = lr_hsi[None].to(device), hr_msi[None].to(device)
+    tile, note = resolve_tile(args.tile, model, lr_input, msi_input, args.precision)
+    if note:
+        print(f"dhif fuse: {note}", flush=True)
+    fused = reconstruct_image(model, lr_input, msi_input, tile, args.overlap, progress=True,
+                              precision=args.precision).cpu()[0]
     fused = clip_to_input_range((fused.double() * lr_peak).float(), lr_file.data, msi_file.data)
     lr_data = lr_file.data.float()
     consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))

@@ -1,0 +1,52 @@
+"""Whole-image inference: tiles chosen from a memory budget, and bf16."""
+import pytest
+import torch
+
+from dhif.inference import _peak_bytes, choose_tile, reconstruct_image, resolve_tile
+from dhif.models import DHIFNet
+from dhif.ops._ext import CPU_BLOCK_CACHE
+from dhif.train import has_native_bf16
+
+MIB = 2 ** 20
+
+
+@pytest.fixture(scope="module")
+def model_and_image():
+    torch.manual_seed(0)
+    model = DHIFNet(scale=4, stages=1, width=8, head_width=16).eval()
+    return model, torch.rand(1, 31, 96, 96), torch.rand(1, 3, 384, 384)
+
+
+def test_the_chosen_tile_fits_the_budget(model_and_image):
+    if not CPU_BLOCK_CACHE:
+        pytest.skip("memory is measured through the CPU block cache")
+    model, lr_hsi, hr_msi = model_and_image
+    whole = _peak_bytes(model, lr_hsi, hr_msi, 384, "fp32")
+    assert choose_tile(model, lr_hsi, hr_msi, budget=2 * whole) is None  # the whole image fits
+    budget = whole // 3
+    tile = choose_tile(model, lr_hsi, hr_msi, budget=budget)
+    assert tile % 64 == 0 and 64 <= tile < 384
+    assert _peak_bytes(model, lr_hsi, hr_msi, tile, "fp32") <= budget
+    assert _peak_bytes(model, lr_hsi, hr_msi, tile + 64, "fp32") > budget * 0.8  # not needlessly small
+
+
+def test_tile_settings(model_and_image):
+    model, lr_hsi, hr_msi = model_and_image
+    assert resolve_tile(0, model, lr_hsi, hr_msi) == (None, None)
+    assert resolve_tile(128, model, lr_hsi, hr_msi) == (128, None)
+    tile, note = resolve_tile("auto", model, lr_hsi, hr_msi)
+    assert "chosen for a memory budget of" in note and "--tile 0" in note
+    with pytest.raises(ValueError, match="multiples of the scale"):
+        reconstruct_image(model, lr_hsi, hr_msi, tile=130)
+
+
+def test_bf16_is_close_to_fp32_and_returns_float32(model_and_image, recwarn):
+    model, lr_hsi, hr_msi = model_and_image
+    fp32 = reconstruct_image(model, lr_hsi, hr_msi, tile=128, overlap=32)
+    bf16 = reconstruct_image(model, lr_hsi, hr_msi, tile=128, overlap=32, precision="bf16")
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert (bf16 - fp32).abs().max() < 0.05 * fp32.abs().max()
+    slower = [w for w in recwarn if "not native" in str(w.message)]
+    assert bool(slower) != has_native_bf16(torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        reconstruct_image(model, lr_hsi, hr_msi, precision="fp16")
