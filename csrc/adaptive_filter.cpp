@@ -7,7 +7,7 @@
 #include <string>
 
 #include "cpu/adaptive_filter_cpu_kernel.h"
-#include "cpu/block_cache.h"
+#include "cpu/memory_stats.h"
 
 TORCH_LIBRARY(dhif, m) {
   // y = filter of x with taps along dim; inv_norm = 1 / max(||taps||, eps) per voxel
@@ -52,14 +52,9 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, module) {
   module.def("build_info", &build_info, "How this extension was compiled.");
-  module.def("install_cpu_block_cache", &dhif::cpu::install_block_cache,
-             "Makes the block cache torch's CPU allocator (once); false where DHIF_CPU_CACHE=0.");
-  module.def("cpu_block_cache_bytes", &dhif::cpu::block_cache_bytes,
-             "Bytes of freed large CPU blocks kept for reuse.");
-  module.def("cpu_block_cache_peak_in_use", &dhif::cpu::block_cache_peak_in_use,
-             "The most bytes in large CPU blocks in use at once since the cache was installed.");
-  module.def("reset_cpu_block_cache_peak", &dhif::cpu::reset_block_cache_peak,
-             "Makes the peak the bytes in use now.");
-  module.def("release_cpu_block_cache", &dhif::cpu::release_block_cache,
-             "Returns the CPU blocks kept for reuse to the system.");
+  module.def("install_cpu_memory_stats", &dhif::cpu::install_memory_stats,
+             "Counts the bytes of torch's CPU tensors in blocks of 1 MiB and more (once).");
+  module.def("cpu_memory_in_use", &dhif::cpu::memory_in_use, "Bytes counted in use now.");
+  module.def("cpu_memory_peak", &dhif::cpu::memory_peak, "The most bytes counted in use at once since the reset.");
+  module.def("reset_cpu_memory_peak", &dhif::cpu::reset_memory_peak, "Makes the peak the bytes in use now.");
 }

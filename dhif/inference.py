@@ -7,6 +7,8 @@ import warnings
 import torch
 from tqdm import tqdm
 
+from .memory import trim
+
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -35,8 +37,8 @@ def memory_budget(device: torch.device) -> int:
 
 def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:
     """Peak bytes of large blocks that one forward on a square HR tile of `pixels` side
-    takes, measured (CUDA's allocator statistics, or the CPU block cache's)."""
-    from .ops._ext import CPU_BLOCK_CACHE, _C
+    takes, measured (CUDA's allocator statistics, or dhif._C's for the CPU)."""
+    from .ops._ext import _C
 
     device, scale = lr_hsi.device, model.scale
     lr = lr_hsi[:1, :, :pixels // scale, :pixels // scale]
@@ -45,14 +47,14 @@ def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         start = torch.cuda.memory_allocated(device)
-    elif CPU_BLOCK_CACHE:
-        _C.reset_cpu_block_cache_peak()
-        start = _C.cpu_block_cache_peak_in_use()
+    elif _C is not None:
+        _C.reset_cpu_memory_peak()
+        start = _C.cpu_memory_in_use()
     else:
         return None
     with torch.no_grad(), _precision(precision, device):
         model(lr, msi)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _C.cpu_block_cache_peak_in_use()
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _C.cpu_memory_peak()
     return peak - start
 
 
@@ -78,7 +80,7 @@ def choose_tile(model, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, budget: int =
                 precision: str = "fp32") -> int:
     """The largest HR tile (a multiple of 16 x the scale; None: the whole image) whose
     forward fits `budget` bytes (default memory_budget). Where memory cannot be measured
-    (no CUDA, no CPU block cache), 256."""
+    (on the CPU without the compiled extension), 256."""
     budget = budget or memory_budget(lr_hsi.device)
     height, width = hr_msi.shape[2:]
     step = 16 * model.scale
@@ -156,4 +158,5 @@ def reconstruct_image(model, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, tile: i
                         _blend_window(tw, overlap, out.dtype, out.device))[None, None]
         out[..., top:top + th, left:left + tw] += piece * w
         weight[..., top:top + th, left:left + tw] += w
+        trim()  # one tile's scattered free pages do not add to the next one's peak
     return out / weight

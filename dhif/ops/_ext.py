@@ -17,9 +17,9 @@ except ImportError as error:  # not built, or built against another torch
     _C = None
     LOAD_ERROR = error
 
-# Freed large CPU blocks are kept for reuse by every tensor of the process, not only the
-# op's (csrc/cpu/block_cache.h; DHIF_CPU_CACHE=0 leaves torch's allocator alone).
-CPU_BLOCK_CACHE = bool(_C is not None and _C.install_cpu_block_cache())
+# Peak memory of CPU tensors, which tiles are sized from (csrc/cpu/memory_stats.h).
+if _C is not None:
+    _C.install_cpu_memory_stats()
 
 
 def torch_built_against() -> str:
@@ -88,8 +88,7 @@ def build_info() -> dict:
     if _C is None:
         return {"loaded": False, "error": str(LOAD_ERROR), "torch": torch_built_against(), "cuda": None,
                 "openmp": False, "cuda_arch_list": "", "torch_installed": torch.__version__}
-    return {"loaded": True, **_C.build_info(), "torch_installed": torch.__version__,
-            "cpu_block_cache": CPU_BLOCK_CACHE}
+    return {"loaded": True, **_C.build_info(), "torch_installed": torch.__version__}
 
 
 if _C is not None:
