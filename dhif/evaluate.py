@@ -33,13 +33,13 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
     'auto' says each new choice."""
     model.eval()
     out_dir = Path(out_dir) if out_dir else None
-    rows, said = [], None
+    rows, said = [], "nothing yet"
     for lr, msi, hr, name in tqdm(dataset, desc="test", disable=not progress):
         lr, msi, hr = lr[None].to(device), msi[None].to(device), hr[None].to(device)
         chosen, note = resolve_tile(tile, model, lr, msi, precision)
-        if note and note != said:
+        if note and chosen != said:  # once per tile size, not per scene
             tqdm.write(f"{name}: {note}")
-            said = note
+            said = chosen
         results = {"dhif": _clip(reconstruct_image(model, lr, msi, chosen, overlap, precision=precision), dataset,
                                  lr, msi)}
         for method in baselines:
