@@ -139,8 +139,29 @@ def cmd_train(args):
     print(json.dumps(result))
 
 
-def cmd_test(args):
+def _baselines_arg(parser, default_help):
+    from .baselines import BASELINES, DEFAULT_BASELINES
+
+    parser.add_argument("--baselines", nargs="+", default=list(DEFAULT_BASELINES), metavar="NAME",
+                        help=f"classical methods scored beside DHIF-Net: all, none, or any of {', '.join(BASELINES)} "
+                        f"(SFIM-HS, GLP-HS, CNMF, FUSE: see the README); {default_help}")
+
+
+def _test_model(args, device):
+    """(model or None, scale, bands or None) of `dhif test`: the checkpoint's, or with none
+    only the baselines at --scale."""
     from .checkpoint import model_from_checkpoint
+
+    if args.checkpoint:
+        if args.scale is not None:
+            raise ValueError("--scale is the checkpoint's own; give it only without --checkpoint (baselines only)")
+        model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
+        return model, model.scale, model.hsi_channels
+    return None, args.scale or 8, None
+
+
+def cmd_test(args):
+    from .baselines import chosen_baselines
     from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
     from .evaluate import OUTPUTS, evaluate
     from .files import write_atomic
@@ -148,24 +169,34 @@ def cmd_test(args):
     from .train import pick_device
 
     device = pick_device(args.device)
-    model = model_from_checkpoint(args.checkpoint, device, args.filter_impl)
+    baselines = chosen_baselines(args.baselines)
+    if not args.checkpoint and not baselines:
+        raise ValueError("nothing to test: give --checkpoint, or --baselines other than none")
+    if not args.checkpoint and args.save_cubes:
+        raise ValueError("--save-cubes saves DHIF-Net's cubes: give --checkpoint")
+    model, scale, bands = _test_model(args, device)
     scenes = _scenes(args, args.scenes, CAVE_TEST_SCENES)
     if not scenes.cubes:
         raise ValueError(f"none of the test scenes ({', '.join(args.scenes or CAVE_TEST_SCENES)}) is under "
                          f"{args.cave or args.data}")
-    srf = _srf(args, model.hsi_channels)
+    counts = {cube.shape[0] for cube in scenes.cubes.values()}
+    bands = bands or (counts.pop() if len(counts) == 1 else None)
     for name, cube in scenes.cubes.items():
-        if cube.shape[0] != model.hsi_channels:
-            raise ValueError(f"scene {name} has {cube.shape[0]} bands and the model {model.hsi_channels}")
+        if cube.shape[0] != bands:
+            owner = "the model" if model is not None else "the first scene"
+            raise ValueError(f"scene {name} has {cube.shape[0]} bands and {owner} {bands}")
+    srf = _srf(args, bands)
     claim_output(args.out, OUTPUTS, args.overwrite)
-    dataset = SceneDataset(scenes.cubes, model.scale, srf, args.blur_sigma, factors=scenes.factors,
+    dataset = SceneDataset(scenes.cubes, scale, srf, args.blur_sigma, factors=scenes.factors,
                            unit_range=args.cave is not None,
-                           wavelengths=CAVE_WAVELENGTHS if args.cave and model.hsi_channels == 31 else None)
+                           wavelengths=CAVE_WAVELENGTHS if args.cave and bands == 31 else None)
     rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
-                    figures=not args.no_figures, border=args.border, precision=args.precision)
-    protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "scale": model.scale,
+                    figures=not args.no_figures, baselines=baselines, border=args.border, precision=args.precision)
+    protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "scale": scale,
                 "blur_sigma": args.blur_sigma, "srf": str(args.srf), "border": args.border,
-                "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors, "checkpoint": str(args.checkpoint)}
+                "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors,
+                "checkpoint": str(args.checkpoint) if args.checkpoint else None, "baselines": list(baselines),
+                "baselines_see": "the protocol's blur and spectral response (simulated data)"}
     write_atomic(Path(args.out) / "protocol.json", json.dumps(protocol, indent=2))
     print(format_table(rows))
     print(f"results written to {args.out}")
@@ -269,7 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes", epilog=scenes, **command)
     _add_data_args(p)
-    p.add_argument("--checkpoint", required=True, help="from `dhif train` or `dhif convert`")
+    p.add_argument("--checkpoint", default=None, help="from `dhif train` or `dhif convert`; without one, only the "
+                   "baselines are scored")
+    p.add_argument("--scale", type=positive_int, default=None, help="spatial ratio HR / LR without --checkpoint "
+                   "(default 8; with one, the model's)")
+    _baselines_arg(p, "default: bicubic cs")
     p.add_argument("--out", default="results", help="folder for metrics.csv/json, protocol.json, figures/ and "
                    "cubes/")
     p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), every scene (--data)")
@@ -312,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
     p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
     p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")
-    p.add_argument("--save-baselines", action="store_true", help="also write the bicubic and component "
-                   "substitution cubes (bicubic.npy, cs.npy)")
+    _baselines_arg(p, "each is scored at reduced resolution and drawn in the figures (default: bicubic cs)")
+    p.add_argument("--save-baselines", action="store_true", help="also write the baselines' cubes (bicubic.npy, "
+                   "cs.npy, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="seed of the model trained here")

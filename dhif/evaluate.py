@@ -1,10 +1,12 @@
 """Metrics per scene of a model against the baselines, with figures, cubes and tables."""
+import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from . import metrics
-from .baselines import BASELINES
+from .baselines import DEFAULT_BASELINES, Observation, run_baseline
 from .data.units import clip_to_input_range
 from .inference import reconstruct_image, resolve_tile
 from .report import save_cube, save_figures, write_table
@@ -25,28 +27,41 @@ def _scored(pred, truth, scale: int, border: int, unit_range: bool) -> dict:
     return metrics.all_metrics(pred, truth, scale, data_range=1.0 if unit_range else float(truth.max()))
 
 
+def _timed_model(model, lr, msi, tile, overlap, precision):
+    started = time.perf_counter()
+    result = reconstruct_image(model, lr, msi, tile, overlap, precision=precision)
+    if result.is_cuda:
+        torch.cuda.synchronize(result.device)
+    return result, time.perf_counter() - started
+
+
 def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_format=None, figures=True,
-             baselines=("bicubic", "cs"), progress=True, border=0, precision="fp32") -> list:
-    """Metrics per scene for DHIF-Net and the baselines on a SceneDataset. Returns rows
-    {scene, method, psnr, ...}; with out_dir, writes metrics.csv/json, figures and
-    (cube_format 'npy' or 'mat') cubes, in the scenes' own units. tile: as reconstruct_image;
-    'auto' says each new choice."""
-    model.eval()
+             baselines=DEFAULT_BASELINES, progress=True, border=0, precision="fp32") -> list:
+    """Metrics per scene for DHIF-Net (model None: none) and the baselines (keys of
+    dhif.baselines.BASELINES, which see the dataset's own blur and response) on a
+    SceneDataset. Returns rows {scene, method, psnr, ..., seconds}; with out_dir, writes
+    metrics.csv/json, figures and (cube_format 'npy' or 'mat') DHIF-Net's cubes, in the
+    scenes' own units. tile: as reconstruct_image; 'auto' says each new choice."""
+    if model is not None:
+        model.eval()
+    observation = Observation(dataset.scale, dataset.sigma, dataset.srf)
     out_dir = Path(out_dir) if out_dir else None
     rows, said = [], "nothing yet"
     for lr, msi, hr, name in tqdm(dataset, desc="test", disable=not progress):
         lr, msi, hr = lr[None].to(device), msi[None].to(device), hr[None].to(device)
-        chosen, note = resolve_tile(tile, model, lr, msi, precision)
-        if note and chosen != said:  # once per tile size, not per scene
-            tqdm.write(f"{name}: {note}")
-            said = chosen
-        results = {"dhif": _clip(reconstruct_image(model, lr, msi, chosen, overlap, precision=precision), dataset,
-                                 lr, msi)}
-        for method in baselines:
-            results[method] = _clip(BASELINES[method](lr, msi, model.scale), dataset, lr, msi)
+        timed = {}
+        if model is not None:
+            chosen, note = resolve_tile(tile, model, lr, msi, precision)
+            if note and chosen != said:  # once per tile size, not per scene
+                tqdm.write(f"{name}: {note}")
+                said = chosen
+            timed["dhif"] = _timed_model(model, lr, msi, chosen, overlap, precision)
+        timed.update({method: run_baseline(method, lr, msi, observation) for method in baselines})
+        results = {method: _clip(result, dataset, lr, msi) for method, (result, _) in timed.items()}
         for method, pred in results.items():
-            rows.append({"scene": name, "method": method,
-                         **_scored(pred, hr, model.scale, border, dataset.unit_range)})
+            rows.append({"scene": name, "method": method, **_scored(pred, hr, dataset.scale, border,
+                                                                   dataset.unit_range),
+                         "seconds": timed[method][1]})
         if out_dir is not None:
             factor = dataset.factors.get(name, 1.0)
             arrays = {k: (v[0].double().cpu() * factor).float().numpy() for k, v in results.items()}
@@ -55,7 +70,7 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
                 inputs = {"LR-HSI (input)": lr[0].float().cpu().numpy(), "HR-MSI (input)": msi[0].float().cpu().numpy()}
                 save_figures(out_dir / "figures", name, hr[0].float().cpu().numpy(), arrays, inputs=inputs,
                              wavelengths=dataset.wavelengths)
-            if cube_format:
+            if cube_format and "dhif" in arrays:
                 save_cube(out_dir / "cubes" / f"{name}.{cube_format}", arrays["dhif"])
     if out_dir is not None:
         write_table(rows, out_dir)

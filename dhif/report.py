@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .baselines import BASELINES
 from .files import write_atomic
 
 
@@ -95,10 +96,9 @@ def claim_output(out: Path, names, overwrite: bool):
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
-# Every method's full name, for figures and summaries ("cs": Aiazzi et al.'s GSA-type
-# component substitution, dhif.baselines.component_substitution; "bicubic": bicubic
-# upsampling of the LR-HSI alone).
-METHOD_NAMES = {"dhif": "DHIF-Net", "bicubic": "bicubic", "cs": "component substitution"}
+# Every method's full name, for figures and summaries (the baselines' are in dhif.baselines).
+METHOD_NAMES = {"dhif": "DHIF-Net", **{key: baseline.name for key, baseline in BASELINES.items()}}
+PANELS_PER_ROW = 5  # of the composites figure
 PIXEL_MARKERS = {"o": "circle", "^": "triangle", "s": "square"}  # marked on the composites
 
 
@@ -129,13 +129,24 @@ def false_colour(cube: np.ndarray, wavelengths=None) -> np.ndarray:
     return np.clip(rgb / max(np.percentile(rgb, 99.5), 1e-30), 0, 1)
 
 
+def _panel_grid(plt, count: int, panel_width: float, panel_height: float):
+    """(figure, 2-D array of axes) for `count` image panels, at most PANELS_PER_ROW a row,
+    the unused places hidden."""
+    columns = min(count, PANELS_PER_ROW)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def _composites(out_dir, name, panels, pixels, plt, wavelengths):
-    """One row of false-colour composites, the spectra's pixels marked on each image of the
-    output's size."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 4.1), squeeze=False)
+    """False-colour composites, at most PANELS_PER_ROW a row, the spectra's pixels marked on
+    each image of the output's size."""
+    fig, axes = _panel_grid(plt, len(panels), 3.2, 4.1)
     height, width = panels[-1][1].shape[1:]
     hsi_bands = panels[-1][1].shape[0]
-    for ax, (label, cube) in zip(axes[0], panels):
+    for ax, (label, cube) in zip(axes.flat, panels):
         known = wavelengths if cube.shape[0] == hsi_bands else None
         ax.imshow(false_colour(cube, known))
         ax.set_title(f"{label}\n{composite_bands(cube.shape[0], known)[1]}", fontsize=8)
@@ -143,7 +154,8 @@ def _composites(out_dir, name, panels, pixels, plt, wavelengths):
         if cube.shape[1:] == (height, width):
             for marker, (row, col) in zip(PIXEL_MARKERS, pixels):
                 ax.plot(col, row, marker, markersize=8, markerfacecolor="none", markeredgecolor="white")
-    axes[0][0].set_ylabel("y (pixels)")
+    for row in axes:
+        row[0].set_ylabel("y (pixels)")
     fig.suptitle(f"{name}: false colour; markers: the plotted spectra")
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}_composite.png", dpi=100)
@@ -173,13 +185,14 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
     if truth is not None:
         errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in named.items()}
         vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
-        fig, axes = plt.subplots(1, len(errors), figsize=(3.4 * len(errors), 3.6), squeeze=False)
-        for ax, (label, error) in zip(axes[0], errors.items()):
+        fig, axes = _panel_grid(plt, len(errors), 3.4, 3.6)
+        for ax, (label, error) in zip(axes.flat, errors.items()):
             image = ax.imshow(error, cmap="inferno", vmin=0, vmax=vmax)
             ax.set_title(label, fontsize=9)
             ax.set_xlabel("x (pixels)")
-        axes[0][0].set_ylabel("y (pixels)")
-        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label="RMSE over bands (data units)")
+        for row in axes:
+            row[0].set_ylabel("y (pixels)")
+        fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="RMSE over bands (data units)")
         fig.suptitle(f"{name}: error against the ground truth")
         fig.savefig(out_dir / f"{name}_error.png", dpi=100)
         plt.close(fig)
@@ -228,7 +241,7 @@ def summarise(rows: list) -> list:
 
 def format_table(rows: list) -> str:
     """The metric rows (and their means per method) as an aligned text table."""
-    keys = ["scene", "method", "psnr", "sam", "ergas", "ssim", "rmse", "uiqi"]
+    keys = ["scene", "method", "psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "seconds"]
     lines = ["  ".join(f"{k:>10}" for k in keys)]
     for row in rows + summarise(rows):
         lines.append("  ".join(f"{row[k]:>10.4f}" if isinstance(row[k], float) else f"{str(row[k]):>10}"

@@ -1,0 +1,92 @@
+"""What the classical methods know of how the two images were made: the scale, the blur
+(a Gaussian PSF in a scale x scale window, decimation from pixel scale // 2 - 1, as the
+authors' protocol) and the spectral response, given or estimated from the pair."""
+from dataclasses import dataclass
+
+import torch
+
+from ..data.degrade import degrade, upsample_bicubic
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """scale: HR / LR size ratio; sigma: the Gaussian PSF's sigma in HR pixels; srf: the
+    (channels, bands) response that makes the HR-MSI from the HR-HSI, or None where it is
+    not known (real pairs): estimate_srf then finds it from the pair. blur_known says
+    whether sigma is the data's own (simulated) or an assumption (real pairs)."""
+    scale: int
+    sigma: float = 2.0
+    srf: torch.Tensor = None
+    blur_known: bool = True
+
+    def degrade(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) blurred and decimated to the LR-HSI's grid."""
+        return degrade(image, self.scale, self.sigma)
+
+    def lowpass(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) at the LR-HSI's resolution, brought back to the HR grid the way the
+        LR-HSI is (bicubic): the part of an HR image that the LR-HSI also holds."""
+        return upsample_bicubic(self.degrade(image), self.scale)
+
+    def describe(self) -> dict:
+        blur = f"Gaussian PSF, sigma {self.sigma:g} HR pixels, {self.scale} x {self.scale} window"
+        return {"blur": blur + ("" if self.blur_known else " (assumed: the pair's own blur is not known)"),
+                "srf": "given" if self.srf is not None else "estimated from the pair (least squares, non-negative)"}
+
+
+def response(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observation: Observation) -> torch.Tensor:
+    """The (B, channels, bands) response: the given one for every image, else estimated."""
+    if observation.srf is not None:
+        srf = observation.srf.to(device=lr_hsi.device, dtype=lr_hsi.dtype)
+        return srf.expand(lr_hsi.shape[0], *srf.shape)
+    return estimate_srf(lr_hsi, observation.degrade(hr_msi))
+
+
+def msi_in_hsi_units(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observation: Observation) -> torch.Tensor:
+    """The HR-MSI as the methods that weigh it against the LR-HSI see it: as given where the
+    response is known (the two are then in one unit), else scaled to the LR-HSI's peak, so
+    that the balance of the two images in a fit does not depend on their units."""
+    if observation.srf is not None:
+        return hr_msi
+    tiny = torch.finfo(hr_msi.dtype).tiny
+    ratio = lr_hsi.abs().flatten(1).amax(dim=1) / hr_msi.abs().flatten(1).amax(dim=1).clamp_min(tiny)
+    return hr_msi * ratio[:, None, None, None]
+
+
+def estimate_srf(lr_hsi: torch.Tensor, low_msi: torch.Tensor, iterations: int = 500) -> torch.Tensor:
+    """The non-negative (B, channels, bands) R that best explains the degraded MSI from the
+    LR-HSI, low_msi ~ R lr_hsi, by projected (accelerated) gradient on the normal equations.
+    Degradation is spatial and the response spectral, so the two commute: the pair on the LR
+    grid carries R exactly. Non-negative because every sensor's response is, and CNMF needs
+    it; the units of the two images are absorbed into R."""
+    hsi, msi = lr_hsi.flatten(2).double(), low_msi.flatten(2).double()
+    gram = hsi @ hsi.transpose(1, 2)  # (B, bands, bands)
+    target = msi @ hsi.transpose(1, 2)  # (B, channels, bands)
+    step = 1 / torch.linalg.eigvalsh(gram)[:, -1].clamp_min(1e-300)[:, None, None]
+    srf = torch.linalg.lstsq(gram + 1e-10 * gram.diagonal(dim1=1, dim2=2).mean() * torch.eye(
+        gram.shape[-1], dtype=gram.dtype, device=gram.device), target.transpose(1, 2)).solution.transpose(1, 2)
+    srf, previous, momentum = srf.clamp_min(0), srf.clamp_min(0), srf.clamp_min(0)
+    for k in range(iterations):
+        srf = (momentum - step * (momentum @ gram - target)).clamp_min(0)
+        momentum = srf + k / (k + 3) * (srf - previous)
+        previous = srf
+    return srf.to(lr_hsi.dtype)
+
+
+def band_to_channel(lr_hsi: torch.Tensor, low_msi: torch.Tensor) -> torch.Tensor:
+    """(B, bands) index of the MSI channel best correlated with each HSI band on the LR grid
+    (the band grouping of the hypersharpening methods)."""
+    hsi = _centred(lr_hsi.flatten(2).double())
+    msi = _centred(low_msi.flatten(2).double())
+    correlation = (hsi @ msi.transpose(1, 2)) / (hsi.norm(dim=2)[..., None] * msi.norm(dim=2)[:, None]).clamp_min(
+        1e-300)
+    return correlation.argmax(dim=2)
+
+
+def pick_channels(image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(B, bands, H, W): channel index[b, c] of (B, channels, H, W) image b, for every band c."""
+    return torch.gather(image, 1, index[..., None, None].expand(-1, -1, *image.shape[-2:]))
+
+
+def _centred(rows: torch.Tensor) -> torch.Tensor:
+    return rows - rows.mean(dim=-1, keepdim=True)
