@@ -3,6 +3,7 @@ or under bfloat16 autocast."""
 import contextlib
 import os
 import warnings
+import weakref
 
 import torch
 from tqdm import tqdm
@@ -58,22 +59,25 @@ def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:
     return peak - start
 
 
-_memory_models = {}  # (model, device, bands, channels, precision) -> (fixed bytes, bytes per HR pixel)
+# model -> {(device, bands, channels, precision): (fixed bytes, bytes per HR pixel)}; weak, so
+# that a model made after another was freed never inherits its measurement.
+_memory_models = weakref.WeakKeyDictionary()
 
 
 def _memory_model(model, lr_hsi, hr_msi, precision: str):
     """(fixed bytes, bytes per HR pixel) of a forward, from two small tiles (memory grows
     linearly with a tile's pixels), measured once per model and input kind; None where it
     cannot be measured."""
-    key = (id(model), lr_hsi.device, lr_hsi.shape[1], hr_msi.shape[1], precision)
-    if key not in _memory_models:
+    measured = _memory_models.setdefault(model, {})
+    key = (lr_hsi.device, lr_hsi.shape[1], hr_msi.shape[1], precision)
+    if key not in measured:
         small, large = 8 * model.scale, 16 * model.scale
         low, high = (_peak_bytes(model, lr_hsi, hr_msi, side, precision) for side in (small, large))
         if low is None:
             return None
         per_pixel = max(high - low, 1) / (large ** 2 - small ** 2)
-        _memory_models[key] = (max(low - per_pixel * small ** 2, 0), per_pixel)
-    return _memory_models[key]
+        measured[key] = (max(low - per_pixel * small ** 2, 0), per_pixel)
+    return measured[key]
 
 
 def choose_tile(model, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, budget: int = None,

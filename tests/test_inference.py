@@ -1,8 +1,10 @@
 """Whole-image inference: tiles chosen from a memory budget, and bf16."""
+import gc
+
 import pytest
 import torch
 
-from dhif.inference import _peak_bytes, choose_tile, reconstruct_image, resolve_tile
+from dhif.inference import _memory_model, _memory_models, _peak_bytes, choose_tile, reconstruct_image, resolve_tile
 from dhif.models import DHIFNet
 from dhif.ops._ext import _C
 from dhif.train import has_native_bf16
@@ -38,6 +40,18 @@ def test_tile_settings(model_and_image):
     assert "chosen for a memory budget of" in note and "--tile 0" in note
     with pytest.raises(ValueError, match="multiples of the scale"):
         reconstruct_image(model, lr_hsi, hr_msi, tile=130)
+
+
+def test_a_tile_measurement_belongs_to_its_model_and_goes_with_it():
+    if _C is None:
+        pytest.skip("CPU memory is measured by the compiled extension")
+    lr_hsi, hr_msi = torch.rand(1, 31, 32, 32), torch.rand(1, 3, 128, 128)
+    model = DHIFNet(scale=4, stages=1, width=4, head_width=8).eval()
+    assert _memory_model(model, lr_hsi, hr_msi, "fp32") is not None and model in _memory_models
+    held = len(_memory_models)
+    del model
+    gc.collect()
+    assert len(_memory_models) == held - 1
 
 
 def test_bf16_is_close_to_fp32_and_returns_float32(model_and_image, recwarn):
