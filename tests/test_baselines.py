@@ -237,3 +237,31 @@ def test_every_baseline_on_the_real_cave_test_scene(cave_dir, tmp_path):
     assert 25 < scores["bicubic"]["psnr"] < 27
     assert all(scores[m]["psnr"] > scores["bicubic"]["psnr"] + 5 for m in BASELINES if m != "bicubic")
     assert all(scores[m]["sam"] < scores["bicubic"]["sam"] for m in BASELINES if m != "bicubic")
+
+
+def test_the_fuse_verdict_names_the_best_method_and_what_to_do():
+    from dhif.fuse import format_scores, verdict
+
+    scores = {"dhif": {"psnr": 30.0, "sam": 3.0, "ergas": 2.0, "seconds": 1.5},
+              "fuse": {"psnr": 32.5, "sam": 2.0, "ergas": 1.0, "seconds": 0.25}}
+    line = verdict(scores, {"trained_here": True})
+    assert line.startswith("best at reduced resolution: FUSE (PSNR 32.50 dB; DHIF-Net 30.00 dB)")
+    assert "--steps" in line and "fuse.npy, written with --save-baselines" in line
+    scores["dhif"]["psnr"] = 33.0
+    assert verdict(scores, {}) == "best at reduced resolution: DHIF-Net (PSNR 33.00 dB; FUSE 32.50 dB)"
+    assert "no baselines chosen" in verdict({"dhif": scores["dhif"]}, {})
+    table = format_scores(scores, 40.0).splitlines()
+    assert table[0].split()[-1] == "seconds" and table[2].split() == ["FUSE", "32.50", "2.00", "1.000", "0.25"]
+
+
+def test_dhif_fuse_with_no_baselines(tmp_path, capsys):
+    cube = synthetic_scene(64, seed=6)
+    np.save(tmp_path / "lr.npy", degrade(cube[None], 2, 2.0)[0].numpy())
+    np.save(tmp_path / "msi.npy", to_msi(cube, NIKON.float()).numpy())
+    out = tmp_path / "fused"
+    assert main(["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"),
+                 "--lr-layout", "chw", "--msi-layout", "chw", "--steps", "8", "--width", "4", "--stages", "1",
+                 "--head-width", "8", "--device", "cpu", "--out", str(out), "--baselines", "none"]) == 0
+    assert "no baselines chosen" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["reduced_resolution"]) == {"dhif", "protocol"} and report["baselines"]["methods"] == []
