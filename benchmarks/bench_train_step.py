@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from dhif.inference import reconstruct_image
 from dhif.models import DHIFNet
 from dhif.ops import available_impls
-from dhif.train import has_native_bf16, train_step
+from dhif.devices import has_native_bf16
+from dhif.train import train_step
 
 from measure import TINY, cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from .files import why_unreadable
+from .outputs import why_unreadable
 from .models import DHIFNet, ModelConfig
 
 

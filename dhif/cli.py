@@ -1,6 +1,7 @@
 """The `dhif` command: train | test | fuse | convert | demo | info."""
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import sys
@@ -29,12 +30,19 @@ positive_float = _number(float, 1e-9, "a positive number")
 
 
 def _add_model_args(parser, defaults):
-    parser.add_argument("--scale", type=positive_int, default=defaults.scale, help="spatial ratio HR / LR (2..32)")
+    parser.add_argument("--scale", type=positive_int, default=defaults.scale, help="spatial ratio HR / LR, an integer "
+                        "from 2 to 32")
     parser.add_argument("--stages", type=positive_int, default=defaults.stages, help="unrolled stages")
     parser.add_argument("--width", type=positive_int, default=defaults.width,
                         help="U-Net base width (64 in the paper)")
-    parser.add_argument("--head-width", type=positive_int, default=None, help="hidden width of the filter heads "
-                        "(default taps x bands, as in the paper)")
+    parser.add_argument("--head-width", type=positive_int, default=defaults.head_width,
+                        help="hidden width of the filter heads (default taps x bands, as in the paper)")
+    parser.add_argument("--initial-estimate", choices=["bicubic", "cs"], default=defaults.initial_estimate,
+                        help="the first stage's input: the LR-HSI upsampled (the paper's) or component "
+                        "substitution, which the stages then refine")
+    parser.add_argument("--init-operators", choices=["random", "physics"], default=defaults.init_operators,
+                        help="R and B at the start of training: Xavier (the paper's) or from the known response "
+                        "and blur")
     _add_filter_impl_arg(parser)
 
 
@@ -65,6 +73,10 @@ def _add_inference_args(parser):
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="bf16: bfloat16 autocast, the "
                         "filter in float32 as in training; about 2x faster where bf16 is native (recent GPUs, CPUs "
                         "with AVX512-BF16 or AMX), warned and slower elsewhere")
+
+
+def _add_device_arg(parser):
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
 def _add_filter_impl_arg(parser):
@@ -102,7 +114,8 @@ def _scenes(args, names, cave_defaults):
 
 def cmd_train(args):
     from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, find_scenes
-    from .train import TrainConfig, pick_device, scene_validator, train
+    from .devices import pick_device
+    from .train import TrainConfig, scene_validator, train
 
     pick_device(args.device)  # refuse an unusable device before reading any data
     val_names = args.val_scenes or (CAVE_TEST_SCENES if args.cave else None)
@@ -122,21 +135,26 @@ def cmd_train(args):
     if len(bands) > 1:
         raise ValueError(f"the training scenes have different band counts ({sorted(bands)}); train on one kind")
     srf = _srf(args, bands.pop())
-    config = TrainConfig(out=args.out, scale=args.scale, stages=args.stages, width=args.width,
-                         head_width=args.head_width, filter_impl=args.filter_impl, epochs=args.epochs,
-                         samples_per_epoch=args.samples, batch_size=args.batch_size, patch=args.patch, lr=args.lr,
-                         seed=args.seed, workers=args.workers, device=args.device, bf16=args.bf16,
-                         val_every=args.val_every if validating else 0, val_tile=args.val_tile,
-                         tensorboard=args.tensorboard, time_limit=args.time_limit * 60 if args.time_limit else None,
-                         checkpoint_every=args.checkpoint_every, hsi_channels=srf.shape[1], msi_channels=srf.shape[0],
-                         sigma=args.blur_sigma, data=str(args.cave or args.data), scaling=train_scenes.scaling,
-                         srf=str(args.srf), train_scenes=list(train_scenes.cubes))
+    # Options named as TrainConfig's fields go across as they are; the preset fills the rest.
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    options.update(samples_per_epoch=args.samples, val_every=args.val_every if validating else 0,
+                   time_limit=args.time_limit * 60 if args.time_limit else None, sigma=args.blur_sigma,
+                   hsi_channels=srf.shape[1], msi_channels=srf.shape[0], data=str(args.cave or args.data),
+                   scaling=train_scenes.scaling, srf=str(args.srf), train_scenes=list(train_scenes.cubes))
+    config = dataclasses.replace(TrainConfig.from_preset(args.preset), **options)
     print(f"training on {len(train_scenes.cubes)} scenes: {', '.join(train_scenes.cubes)}", flush=True)
     dataset = PatchDataset(train_scenes.cubes, config.scale, srf, config.patch, config.samples_per_epoch,
                            config.sigma, config.seed)
     validate = scene_validator(val_scenes.cubes, config, srf) if val_scenes else None
     result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
     print(json.dumps(result))
+
+
+def _add_checkpoint_args(parser, checkpoint_help):
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--checkpoint", default=None, help=checkpoint_help)
+    model.add_argument("--pretrained", action="store_true", help="the model that ships with dhif: CAVE-trained, "
+                       "x8, 31 bands and an RGB image (see the README, \"The shipped model\")")
 
 
 def _baselines_arg(parser, default_help):
@@ -164,9 +182,9 @@ def cmd_test(args):
     from .baselines import chosen_baselines
     from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
     from .evaluate import OUTPUTS, evaluate
-    from .files import write_atomic
-    from .report import claim_output, format_table
-    from .train import pick_device
+    from .outputs import claim_output, write_atomic
+    from .report import format_table
+    from .devices import pick_device
 
     device = pick_device(args.device)
     baselines = chosen_baselines(args.baselines)
@@ -211,7 +229,7 @@ def cmd_fuse(args):
 def cmd_convert(args):
     import dataclasses
 
-    from .files import save_atomic
+    from .outputs import save_atomic
     from .models import DHIFNet, convert_original_state_dict, infer_config, load_original_checkpoint
 
     source, target = Path(args.input), Path(args.output)
@@ -247,28 +265,22 @@ class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .data.readers import LAYOUTS
-    from .demo import DEFAULT_STEPS
-    from .fuse import DEFAULT_STEPS as FUSE_STEPS
-    from .train import TrainConfig
-
-    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES
-
-    defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="dhif", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    scenes = (f"CAVE training scenes (the authors' split): {', '.join(CAVE_TRAIN_SCENES)}.\n"
-              f"CAVE test scenes: {', '.join(CAVE_TEST_SCENES)}.")
-    # Every option shows its default once; the scene names close the help of the commands that take scenes.
-    command = dict(formatter_class=_HelpWithDefaults)
-
+def _add_info_command(sub, command):
     p = sub.add_parser("info", help="which kernels are compiled and active", **command)
     p.set_defaults(func=cmd_info)
 
+
+def _add_train_command(sub, command, scenes: str, preset: str):
+    """`dhif train`, its options defaulting to the preset's values."""
+    from .train import PRESETS, TrainConfig
+
+    defaults = TrainConfig.from_preset(preset)
     p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)", epilog=scenes,
                        **command)
     _add_data_args(p)
+    p.add_argument("--preset", choices=list(PRESETS), default=preset, help="the recipe every other option "
+                   "defaults to: the paper's, or cpu (a small model that a 2-core machine trains in two hours; "
+                   "see the README)")
     p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
     _add_model_args(p, defaults)
     p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all (a resumed "
@@ -277,16 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="patches per step")
     p.add_argument("--patch", type=positive_int, default=defaults.patch, help="HR patch size in pixels (a multiple "
                    "of the scale)")
-    p.add_argument("--lr", type=positive_float, default=defaults.lr, help="Adam's initial learning rate (x0.95 every "
-                   "5 epochs up to epoch 150, as the authors)")
+    p.add_argument("--lr", type=positive_float, default=defaults.lr,
+                   help=f"Adam's initial learning rate (x{defaults.lr_decay:g} every {defaults.lr_decay_every} epochs "
+                   f"up to epoch {defaults.lr_decay_until})")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and of every sample")
     p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="DataLoader processes")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_device_arg(p)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
                    "GPUs and on CPUs with AVX512-BF16 or AMX")
     p.add_argument("--val-every", type=non_negative_int, default=defaults.val_every, help="epochs between validations (0: none)")
-    p.add_argument("--val-tile", type=positive_int, default=defaults.val_tile, help="HR tile size in pixels for "
-                   "validation images")
+    p.add_argument("--val-tile", type=_tile, default=defaults.val_tile, help="HR tile size in pixels for "
+                   "validation images, 0 for the whole image, or auto (as dhif test's --tile)")
     p.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard")
     p.add_argument("--time-limit", type=positive_float, default=None, help="minutes; stop after the epoch that crosses it")
     p.add_argument("--checkpoint-every", type=non_negative_int, default=defaults.checkpoint_every,
@@ -298,10 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), none (--data)")
     p.set_defaults(func=cmd_train)
 
+
+def _add_test_command(sub, command, scenes: str):
     p = sub.add_parser("test", help="metrics, figures and cubes on whole CAVE test scenes", epilog=scenes, **command)
     _add_data_args(p)
-    p.add_argument("--checkpoint", default=None, help="from `dhif train` or `dhif convert`; without one, only the "
-                   "baselines are scored")
+    _add_checkpoint_args(p, "from `dhif train` or `dhif convert`; without one (nor --pretrained), only the "
+                         "baselines are scored")
     p.add_argument("--scale", type=positive_int, default=None, help="spatial ratio HR / LR without --checkpoint "
                    "(default 8; with one, the model's)")
     _baselines_arg(p, "default: bicubic cs")
@@ -317,9 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's metrics, figures and cubes "
                    "in --out")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_device_arg(p)
     _add_filter_impl_arg(p)
     p.set_defaults(func=cmd_test)
+
+
+def _add_fuse_command(sub, command):
+    from .data.readers import LAYOUTS
+    from .fuse import DEFAULT_STEPS as FUSE_STEPS
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
     p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube")
@@ -329,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.h5/.tif image")
     p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz/.h5 file")
     p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
-    p.add_argument("--checkpoint", default=None, help="a trained model; without one, a model is trained on the "
-                   "pair itself at reduced resolution (Wald's protocol)")
+    _add_checkpoint_args(p, "a trained model; without one (nor --pretrained), a model is trained on the pair "
+                         "itself at reduced resolution (Wald's protocol)")
     p.add_argument("--wavelengths", default=None, help="the LR-HSI's band centres in nm: START:STOP (evenly spaced) "
                    "or a .csv/.txt/.npy file, one per band; default: read from the file where it has them, else "
                    "figures use band numbers")
@@ -351,15 +371,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-baselines", action="store_true", help="also write the baselines' cubes (bicubic.npy, "
                    "cs.npy, ...)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_device_arg(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the model trained here")
     p.set_defaults(func=cmd_fuse)
 
+
+def _add_convert_command(sub, command):
     p = sub.add_parser("convert", help="the authors' released checkpoint -> a safe state_dict checkpoint", **command)
     p.add_argument("input", help="the authors' file, e.g. model_500.pth")
     p.add_argument("output", help="the checkpoint to write (a .pt file)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=cmd_convert)
+
+
+def _add_demo_command(sub, command):
+    from .demo import DEFAULT_STEPS
 
     p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate",
                        **command)
@@ -369,9 +395,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "3.5 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: demo_out, or demo_out_cave with --cave)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's results in --out")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    _add_device_arg(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the scenes, the weights and every sample")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser(train_preset: str = "paper") -> argparse.ArgumentParser:
+    """The commands; train_preset: the recipe whose values `dhif train`'s options default to."""
+    from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES
+
+    parser = argparse.ArgumentParser(prog="dhif", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    scenes = (f"CAVE training scenes (the authors' split): {', '.join(CAVE_TRAIN_SCENES)}.\n"
+              f"CAVE test scenes: {', '.join(CAVE_TEST_SCENES)}.")
+    # Every option shows its default once; the scene names close the help of the commands that take scenes.
+    command = dict(formatter_class=_HelpWithDefaults)
+    _add_info_command(sub, command)
+    _add_train_command(sub, command, scenes, train_preset)
+    _add_test_command(sub, command, scenes)
+    _add_fuse_command(sub, command)
+    _add_convert_command(sub, command)
+    _add_demo_command(sub, command)
     return parser
 
 
@@ -388,8 +432,22 @@ def _say_last(line: str):
                 os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
-def main(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if getattr(args, "preset", "paper") != "paper":  # parse again with the preset's values as defaults
+        args = build_parser(args.preset).parse_args(argv)
+    if getattr(args, "pretrained", False):
+        from .pretrained import pretrained_path
+
+        args.checkpoint = str(pretrained_path())
+    return args
+
+
+def main(argv=None):
+    from .memory import keep_freed_memory
+
+    args = parse_args(argv)
+    keep_freed_memory()  # process-wide, so made by the command, not by importing dhif
     started = time.time()
     from .train import TrainingInterrupted
 

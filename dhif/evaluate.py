@@ -1,14 +1,13 @@
 """Metrics per scene of a model against the baselines, with figures, cubes and tables."""
-import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from . import metrics
 from .baselines import DEFAULT_BASELINES, Observation, run_baseline
 from .data.units import clip_to_input_range
 from .inference import reconstruct_image, resolve_tile
+from .profiling import timed_call
 from .report import save_cube, save_figures, write_table
 
 # What evaluate() writes in its output folder.
@@ -27,35 +26,35 @@ def _scored(pred, truth, scale: int, border: int, unit_range: bool) -> dict:
     return metrics.all_metrics(pred, truth, scale, data_range=1.0 if unit_range else float(truth.max()))
 
 
-def _timed_model(model, lr, msi, tile, overlap, precision):
-    started = time.perf_counter()
-    result = reconstruct_image(model, lr, msi, tile, overlap, precision=precision)
-    if result.is_cuda:
-        torch.cuda.synchronize(result.device)
-    return result, time.perf_counter() - started
+def _named_models(model) -> dict:
+    if model is None:
+        return {}
+    return dict(model) if isinstance(model, dict) else {"dhif": model}
 
 
 def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_format=None, figures=True,
              baselines=DEFAULT_BASELINES, progress=True, border=0, precision="fp32") -> list:
-    """Metrics per scene for DHIF-Net (model None: none) and the baselines (keys of
-    dhif.baselines.BASELINES, which see the dataset's own blur and response) on a
-    SceneDataset. Returns rows {scene, method, psnr, ..., seconds}; with out_dir, writes
-    metrics.csv/json, figures and (cube_format 'npy' or 'mat') DHIF-Net's cubes, in the
-    scenes' own units. tile: as reconstruct_image; 'auto' says each new choice."""
-    if model is not None:
-        model.eval()
+    """Metrics per scene for DHIF-Net (model: a DHIFNet, None, or {method key: DHIFNet} to
+    score several) and the baselines (keys of dhif.baselines.BASELINES, which see the
+    dataset's own blur and response) on a SceneDataset. Returns rows {scene, method, psnr,
+    ..., seconds}; with out_dir, writes metrics.csv/json, figures and (cube_format 'npy' or
+    'mat') the "dhif" model's cubes, in the scenes' own units. tile: as reconstruct_image;
+    'auto' says each new choice."""
+    models = _named_models(model)
+    for each in models.values():
+        each.eval()
     observation = Observation(dataset.scale, dataset.sigma, dataset.srf)
     out_dir = Path(out_dir) if out_dir else None
     rows, said = [], "nothing yet"
     for lr, msi, hr, name in tqdm(dataset, desc="test", disable=not progress):
         lr, msi, hr = lr[None].to(device), msi[None].to(device), hr[None].to(device)
         timed = {}
-        if model is not None:
-            chosen, note = resolve_tile(tile, model, lr, msi, precision)
+        for key, each in models.items():
+            chosen, note = resolve_tile(tile, each, lr, msi, precision)
             if note and chosen != said:  # once per tile size, not per scene
                 tqdm.write(f"{name}: {note}")
                 said = chosen
-            timed["dhif"] = _timed_model(model, lr, msi, chosen, overlap, precision)
+            timed[key] = timed_call(reconstruct_image, each, lr, msi, chosen, overlap, precision=precision)
         timed.update({method: run_baseline(method, lr, msi, observation) for method in baselines})
         results = {method: _clip(result, dataset, lr, msi) for method, (result, _) in timed.items()}
         for method, pred in results.items():

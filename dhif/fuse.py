@@ -19,15 +19,15 @@ from .baselines import BASELINES, DEFAULT_BASELINES, Observation, chosen_baselin
 from .checkpoint import model_from_checkpoint
 from .data import PairPatchDataset, crop_to_multiple, degrade, load_cube
 from .data.units import check_not_constant, clip_to_input_range, robust_peak
+from .devices import pick_device
 from .inference import reconstruct_image, resolve_tile
 from .metrics import ergas, psnr, sam
 from .models.dhif_net import SCALES
-from .files import write_atomic
-from .report import METHOD_NAMES, claim_output, save_cube, save_figures
-from .train import TrainConfig, pick_device, train
+from .outputs import claim_output, write_atomic
+from .profiling import timed_call
+from .report import METHOD_NAMES, save_cube, save_figures
+from .train import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
-SAMPLES_PER_EPOCH, BATCH = 32, 4  # of the model trained on the pair
-STEPS_PER_EPOCH = SAMPLES_PER_EPOCH // BATCH
 DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512
 # The pair's own blur is not known: the baselines that need one assume the protocol's, which
 # is also the blur of the reduced-resolution pair (exact there); the response is estimated.
@@ -54,15 +54,15 @@ def pair_scale(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int = None) ->
     (bands, h, w), (channels, height, width) = lr_hsi.shape, hr_msi.shape
     if (h, w) == (height, width):
         raise ValueError(f"the LR-HSI and the HR-MSI are both {h} x {w} pixels; the HR-MSI must be larger by the "
-                         "scale (2, 4, 8, 16 or 32). Degrade the HSI first if both come at one resolution")
+                         "scale (an integer from 2 to 32). Degrade the HSI first if both come at one resolution")
     if h >= height and w >= width:
         raise ValueError(f"the LR-HSI ({bands} x {h} x {w}) is larger than the HR-MSI ({channels} x {height} x "
                          f"{width}); are they swapped? --lr-hsi takes the many-band low-resolution cube")
     ratio = height / h
     scale = scale or round(ratio)
     if scale not in SCALES:
-        raise ValueError(f"the HR-MSI is {ratio:.3g} times the LR-HSI's size; DHIF-Net fuses at scales "
-                         f"{', '.join(map(str, SCALES))}: crop or resample the inputs, or give --scale")
+        raise ValueError(f"the HR-MSI is {ratio:.3g} times the LR-HSI's size; DHIF-Net fuses at integer scales "
+                         f"from {SCALES[0]} to {SCALES[-1]}: crop or resample the inputs, or give --scale")
     if (height, width) != (h * scale, w * scale):
         raise ValueError(f"the HR-MSI ({height} x {width}) is not the LR-HSI ({h} x {w}) times the scale {scale}; "
                          "crop them to matching areas")
@@ -101,25 +101,25 @@ def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
     smallest = scale * 16  # the U-Net divides the degraded LR-HSI by 16
     target = crop_to_multiple(lr_hsi, smallest)
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
-    patch = min(64, target.shape[1], target.shape[2])
+    # Patches that the scale and the U-Net both divide, near 64 pixels (64 at powers of two).
+    unit = math.lcm(scale, 16)
+    patch = min(unit * max(1, 64 // unit), target.shape[1], target.shape[2])
     steps = None if args.minutes else args.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
-    epochs = math.ceil(steps / STEPS_PER_EPOCH) if steps else 1_000_000
-    config = TrainConfig(out=str(out / "run"), scale=scale, hsi_channels=lr_hsi.shape[0],
-                         msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
-                         head_width=args.head_width, epochs=epochs, samples_per_epoch=SAMPLES_PER_EPOCH,
-                         batch_size=BATCH, patch=patch, lr=1e-3, lr_decay_until=0, val_every=0,
-                         time_limit=args.minutes * 60 if args.minutes else None, device=args.device, seed=args.seed,
-                         workers=0)
-    budget = f"{epochs * STEPS_PER_EPOCH} steps" if steps else f"{args.minutes:g} min"
+    config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
+                              msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
+                              head_width=args.head_width, patch=patch, lr=1e-3, device=args.device, seed=args.seed,
+                              time_limit=args.minutes * 60 if args.minutes else None)
+    budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{args.minutes:g} min"
     print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
           f"({tuple(degrade(target, scale).shape)} + {tuple(degrade(msi, scale).shape)} -> {tuple(target.shape)})",
           flush=True)
     started = time.time()
     result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
-                                            SAMPLES_PER_EPOCH, args.seed))
-    trained = {"trained_here": True, "steps": result["epoch"] * STEPS_PER_EPOCH,
+                                            config.samples_per_epoch, args.seed))
+    trained = {"trained_here": True, "steps": result["epoch"] * SHORT_RUN_STEPS_PER_EPOCH,
                "seconds": round(time.time() - started, 1), "settings": {
-                   **config.model_dict(), "patch": patch, "batch_size": BATCH, "lr": config.lr, "seed": args.seed}}
+                   **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,
+                   "seed": args.seed}}
     return result["checkpoint"], trained
 
 
@@ -132,9 +132,9 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
     target = crop_to_multiple(lr_hsi, scale)
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
     low_hsi, low_msi = degrade(target, scale, ASSUMED_SIGMA)[None], degrade(msi, scale, ASSUMED_SIGMA)[None]
-    started = time.perf_counter()
-    timed = {"dhif": (reconstruct_image(model, low_hsi.to(device), low_msi.to(device), tile, overlap,
-                                        precision=precision).cpu(), time.perf_counter() - started)}
+    fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
+                                precision=precision)
+    timed = {"dhif": (fused.cpu(), seconds)}
     observation = Observation(scale, ASSUMED_SIGMA)
     timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), observation) for m in baselines})
     truth, peak = target[None], float(target.max())
@@ -179,57 +179,54 @@ def format_scores(scores: dict, consistency: float) -> str:
     return "\n".join(lines + [f"{'consistency (fused)':<24}{consistency:>9.2f}"])
 
 
-def fuse_pair(args):
-    """`dhif fuse` with its parsed arguments; returns the report."""
+def _check_model_fits(model, lr_hsi, hr_msi, scale: int, source):
+    pair = (lr_hsi.shape[0], hr_msi.shape[0], scale)
+    if (model.hsi_channels, model.msi_channels, model.scale) != pair:
+        raise ValueError(f"the model in {source} fuses {model.hsi_channels}-band LR-HSIs with {model.msi_channels}-"
+                         f"channel HR-MSIs at x{model.scale}; this pair has {pair[0]} bands, {pair[1]} channels, "
+                         f"x{scale}")
+
+
+def _read_pair(args) -> tuple:
+    """(LR-HSI file, HR-MSI file, scale), every check that needs no model done."""
     lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
     msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
     for cube in (lr_file, msi_file):
         _check_finite(cube.data, cube.path)
         check_not_constant(cube.data, cube.path)
     scale = pair_scale(lr_file.data, msi_file.data, args.scale)
-    baselines = chosen_baselines(args.baselines)
     smallest = scale * 16
     if not args.checkpoint and min(lr_file.data.shape[1:]) < smallest:
         raise ValueError(f"the LR-HSI is {lr_file.data.shape[1]} x {lr_file.data.shape[2]} pixels; training on the "
                          f"pair itself at scale {scale} needs at least {smallest} x {smallest}. Give a trained model "
                          "with --checkpoint instead")
-    wavelengths = band_wavelengths(args.wavelengths, lr_file.data.shape[0], lr_file.wavelengths)
-    device = pick_device(args.device)
-    model = model_from_checkpoint(args.checkpoint, device) if args.checkpoint else None
-    out = Path(args.out)
-    claim_output(out, _outputs(args.format), args.overwrite)
-    # The network sees each input divided by its robust peak; results are multiplied back.
-    lr_peak, msi_peak = robust_peak(lr_file.data), robust_peak(msi_file.data)
-    lr_hsi, hr_msi = (lr_file.data.double() / lr_peak).float(), (msi_file.data.double() / msi_peak).float()
-    if model is None:
-        checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, scale, out)
-        model = model_from_checkpoint(checkpoint, device)
-    else:
-        trained = {"trained_here": False, "checkpoint": str(args.checkpoint)}
-    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision,
-                                baselines)
+    return lr_file, msi_file, scale
+
+
+def _fit_or_load(args, model, lr_hsi, hr_msi, scale: int, out: Path, device) -> tuple:
+    """(model, what was trained): the given model, or one trained here on the pair."""
+    if model is not None:
+        return model, {"trained_here": False, "checkpoint": str(args.checkpoint)}
+    checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, scale, out)
+    return model_from_checkpoint(checkpoint, device), trained
+
+
+def _fuse_whole(args, model, lr_hsi, hr_msi, device) -> torch.Tensor:
+    """The fused (C, H, W) cube of the normalised inputs, in tiles where the budget says."""
     lr_input, msi_input = lr_hsi[None].to(device), hr_msi[None].to(device)
     tile, note = resolve_tile(args.tile, model, lr_input, msi_input, args.precision)
     if note:
         print(f"dhif fuse: {note}", flush=True)
-    fused = reconstruct_image(model, lr_input, msi_input, tile, args.overlap, progress=True,
-                              precision=args.precision).cpu()[0]
-    fused = clip_to_input_range((fused.double() * lr_peak).float(), lr_file.data, msi_file.data)
-    lr_data = lr_file.data.float()
-    consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))
-    save_cube(out / f"fused.{args.format}", fused.numpy(), lr_file.layout)
-    msi_data = msi_file.data.float()
-    cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
-    if args.save_baselines:
-        for method, cube in cubes.items():
-            save_cube(out / f"{method}.{args.format}", cube.numpy(), lr_file.layout)
-    save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
-                 inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
-                 wavelengths=wavelengths)
-    report = {
+    return reconstruct_image(model, lr_input, msi_input, tile, args.overlap, progress=True,
+                             precision=args.precision).cpu()[0]
+
+
+def _report(args, lr_file, msi_file, scale, peaks, wavelengths, trained, scores, baselines, seconds, fused,
+            consistency) -> dict:
+    return {
         "inputs": {"lr_hsi": lr_file.describe(), "hr_msi": msi_file.describe()},
         "scale": scale,
-        "units": {"lr_hsi_peak": lr_peak, "hr_msi_peak": msi_peak,
+        "units": {"lr_hsi_peak": peaks[0], "hr_msi_peak": peaks[1],
                   "how": "the network saw each input divided by its peak (the 99.9th percentile of |value|); the "
                          "fused cube is multiplied back by the LR-HSI's: it is in the LR-HSI's units, clipped at "
                          "0 where the inputs have no negative values and never above"},
@@ -246,6 +243,39 @@ def fuse_pair(args):
         "output": {"file": f"fused.{args.format}", "layout": lr_file.layout, "shape_chw": list(fused.shape),
                    "units": "the LR-HSI's"},
     }
+
+
+def fuse_pair(args):
+    """`dhif fuse` with its parsed arguments; returns the report."""
+    lr_file, msi_file, scale = _read_pair(args)
+    baselines = chosen_baselines(args.baselines)
+    wavelengths = band_wavelengths(args.wavelengths, lr_file.data.shape[0], lr_file.wavelengths)
+    device = pick_device(args.device)
+    model = model_from_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    if model is not None:
+        _check_model_fits(model, lr_file.data, msi_file.data, scale, args.checkpoint)
+    out = Path(args.out)
+    claim_output(out, _outputs(args.format), args.overwrite)
+    # The network sees each input divided by its robust peak; results are multiplied back.
+    peaks = robust_peak(lr_file.data), robust_peak(msi_file.data)
+    lr_hsi, hr_msi = (lr_file.data.double() / peaks[0]).float(), (msi_file.data.double() / peaks[1]).float()
+    model, trained = _fit_or_load(args, model, lr_hsi, hr_msi, scale, out, device)
+    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision,
+                                baselines)
+    fused = _fuse_whole(args, model, lr_hsi, hr_msi, device)
+    fused = clip_to_input_range((fused.double() * peaks[0]).float(), lr_file.data, msi_file.data)
+    lr_data, msi_data = lr_file.data.float(), msi_file.data.float()
+    consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))
+    save_cube(out / f"fused.{args.format}", fused.numpy(), lr_file.layout)
+    cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
+    if args.save_baselines:
+        for method, cube in cubes.items():
+            save_cube(out / f"{method}.{args.format}", cube.numpy(), lr_file.layout)
+    save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
+                 inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
+                 wavelengths=wavelengths)
+    report = _report(args, lr_file, msi_file, scale, peaks, wavelengths, trained, scores, baselines, seconds, fused,
+                     consistency)
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(format_scores(scores, consistency))
     print(f"fused cube {tuple(fused.shape)} ({lr_file.layout} as the LR-HSI, in its units) and figures in {out}/; "

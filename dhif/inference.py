@@ -1,13 +1,13 @@
 """Whole-image inference with a trained model, optionally in overlapping tiles, in float32
 or under bfloat16 autocast."""
 import contextlib
-import os
 import warnings
 import weakref
 
 import torch
 from tqdm import tqdm
 
+from .devices import has_native_bf16, memory_budget
 from .memory import trim
 
 PRECISIONS = ("fp32", "bf16")
@@ -21,19 +21,9 @@ def _precision(name: str, device: torch.device):
         raise ValueError(f"unknown precision {name!r}; expected one of {', '.join(PRECISIONS)}")
     if name == "fp32":
         return contextlib.nullcontext()
-    from .train import has_native_bf16
-
     if not has_native_bf16(device):
         warnings.warn(f"bf16 on {device} is not native here and runs slower than fp32", RuntimeWarning, stacklevel=3)
     return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def memory_budget(device: torch.device) -> int:
-    """Bytes that whole-image inference may take by default: half of what is free on a GPU,
-    a third of the memory available on the host."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] // 2
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 3
 
 
 def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:

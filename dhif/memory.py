@@ -31,9 +31,9 @@ def keep_freed_memory() -> bool:
 
 def trim():
     """Gives the free pages inside glibc's heap back to the kernel (malloc_trim), where
-    keep_freed_memory is in effect: between two tiles, so that what one tile's forward
-    left scattered does not add to the next one's peak."""
-    if keep_freed_memory():
+    keep_freed_memory was called and is in effect: between two tiles, so that what one
+    tile's forward left scattered does not add to the next one's peak."""
+    if _applied and _applied[0]:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 

@@ -1,103 +1,19 @@
-"""What a run leaves to look at: PNG figures, saved cubes and metric tables, and the
-output folder they go to."""
-import atexit
+"""What a run leaves to look at: PNG figures, saved cubes and metric tables (the folder
+they go to is dhif.outputs')."""
 import csv
 import io
 import json
-import os
-import shutil
-import socket
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .baselines import BASELINES
-from .files import write_atomic
-
-
-LOCK_NAME = ".dhif-run.lock"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
-
-
-def _read_lock(lock: Path) -> dict:
-    try:
-        return json.loads(lock.read_text())
-    except (OSError, ValueError):  # being written, or garbage
-        return {}
-
-
-def hold_folder(out: Path):
-    """Marks `out` as this process's output folder until it exits, so that a second dhif
-    run into the same folder is refused in one line naming the holder. A lock whose process
-    is gone (a crashed or killed run on this host) is taken over."""
-    lock = Path(out) / LOCK_NAME
-    mine = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["dhif"] + sys.argv[1:])}
-    for _ in range(2):
-        try:
-            with open(lock, "x") as f:
-                json.dump(mine, f)
-            atexit.register(_release, lock, mine["pid"])
-            return
-        except FileExistsError:
-            holder = _read_lock(lock)
-        except OSError as error:
-            raise ValueError(f"cannot write to {out}: {error.strerror or error}") from None
-        same_host = holder.get("host") == mine["host"]
-        if same_host and holder.get("pid") == mine["pid"]:
-            return
-        if same_host and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-            lock.unlink(missing_ok=True)  # left by a run that no longer exists
-            continue
-        raise ValueError(f"{out} is in use by another dhif run (pid {holder.get('pid')} on {holder.get('host')}, "
-                         f"started {holder.get('started')}: {holder.get('command')}); wait for it to end or choose "
-                         f"another --out (if that run is gone, delete {lock})")
-    raise ValueError(f"cannot take the lock {lock}; delete it if no dhif run is using {out}")
-
-
-def _release(lock: Path, pid: int):
-    if os.getpid() == pid and _read_lock(lock).get("pid") == pid:
-        lock.unlink(missing_ok=True)
-
-
-def release_folder(out: Path):
-    """Gives up this process's hold on `out` before it exits (a library call that is done)."""
-    _release(Path(out) / LOCK_NAME, os.getpid())
-
-
-def claim_output(out: Path, names, overwrite: bool):
-    """Makes `out` ready for a command that writes `names` (files or folders) in it, before
-    any long work: refuses, in one line, when another live dhif run holds `out`
-    (hold_folder), when an earlier run's `names` are there unless `overwrite` (then only
-    those are removed; nothing else in `out` is touched), and when `out` cannot be written."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot write to {out}: {error.strerror or error}") from None
-    hold_folder(out)  # writes the lock: also the check that `out` can be written
-    present = [name for name in names if (out / name).exists()]
-    if present and not overwrite:
-        raise ValueError(f"{out} already holds {', '.join(present)} from an earlier run; pass --overwrite to "
-                         "replace them, or choose another --out")
-    for name in present:
-        path = out / name
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+from .outputs import write_atomic
 
 
 # Every method's full name, for figures and summaries (the baselines' are in dhif.baselines).
-METHOD_NAMES = {"dhif": "DHIF-Net", **{key: baseline.name for key, baseline in BASELINES.items()}}
+METHOD_NAMES = {"dhif": "DHIF-Net", "shipped": "DHIF-Net (shipped)",
+                **{key: baseline.name for key, baseline in BASELINES.items()}}
 PANELS_PER_ROW = 5  # of the composites figure
 PIXEL_MARKERS = {"o": "circle", "^": "triangle", "s": "square"}  # marked on the composites
 

@@ -9,6 +9,7 @@ function of (seed, e, index).
 """
 import csv
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -25,11 +26,11 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, restore_training_state, training_state
-from .files import save_atomic
+from .devices import has_native_bf16, pick_device
+from .outputs import claim_output, release_folder, save_atomic
 from .data import SceneDataset
 from .models import DHIFNet, ModelConfig
 from .models.physics import init_observation_operators
-from .report import claim_output, release_folder
 
 
 @dataclasses.dataclass
@@ -52,7 +53,7 @@ class TrainConfig(ModelConfig):
     device: str = "auto"
     bf16: bool = False
     val_every: int = 10
-    val_tile: int = 256          # HR tile size for whole validation scenes
+    val_tile: object = "auto"    # HR tile size for whole validation scenes: pixels, 0 (whole) or auto
     tensorboard: bool = False
     time_limit: float = None     # seconds; stop after the epoch that crosses it
     checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
@@ -63,35 +64,36 @@ class TrainConfig(ModelConfig):
     srf: str = "nikon_d700"      # the spectral response: a name or a file
     train_scenes: list = None
 
-
-def pick_device(name: str = "auto") -> torch.device:
-    """The device to run on; ValueError, before any work, for one that is not usable here."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: CUDA is not available on this machine "
-                             f"(torch {torch.__version__}); use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name}: dhif runs on cpu or cuda")
-    return device
+    @classmethod
+    def from_preset(cls, name: str = "paper") -> "TrainConfig":
+        """A named recipe's configuration (PRESETS); the paper's by default."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
+        return cls(**PRESETS[name])
 
 
-def has_native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matrix arithmetic is native here (Ampere and later GPUs; CPUs with
-    AVX512-BF16 or AMX, where oneDNN's bf16 convolutions run about twice as fast as fp32)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private, so guarded
-        return bool(probe is not None and probe())
-    return False
+# Named recipes: TrainConfig fields that differ from the paper's. "cpu" is measured in
+# benchmarks/RESULTS.md (the learning curve): what a 2-core machine trains in two hours.
+PRESETS = {
+    "paper": {},
+    "cpu": dict(stages=1, width=16, head_width=32, initial_estimate="cs", init_operators="physics", patch=32,
+                batch_size=4, samples_per_epoch=2000, epochs=50, lr=5e-4, lr_decay=0.9, lr_decay_every=5,
+                lr_decay_until=70, workers=0, val_every=5),  # the rate decays through the whole run
+}
+
+
+# A run counted in steps (the demo's, and fuse's on a pair): short epochs of 8 steps.
+SHORT_RUN_SAMPLES, SHORT_RUN_BATCH = 32, 4
+SHORT_RUN_STEPS_PER_EPOCH = SHORT_RUN_SAMPLES // SHORT_RUN_BATCH
+
+
+def short_run_config(out, steps: int = None, **fields) -> TrainConfig:
+    """A TrainConfig of `steps` steps (rounded up to whole short epochs; None: no step
+    budget, for a time limit) at a constant learning rate, without validation or DataLoader
+    processes; `fields` set the rest (model, patch, lr, seed, ...)."""
+    epochs = math.ceil(steps / SHORT_RUN_STEPS_PER_EPOCH) if steps else 1_000_000
+    return TrainConfig(out=str(out), epochs=epochs, samples_per_epoch=SHORT_RUN_SAMPLES, batch_size=SHORT_RUN_BATCH,
+                       lr_decay_until=0, val_every=0, workers=0, **fields)
 
 
 def lr_factor(config: TrainConfig):
@@ -144,7 +146,7 @@ class _Distributed:
 
 def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
     """validate(model, device) -> mean PSNR over whole simulated scenes (tiled)."""
-    from .inference import reconstruct_image
+    from .inference import reconstruct_image, resolve_tile
     from .metrics import psnr
 
     dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
@@ -154,7 +156,8 @@ def scene_validator(scenes: dict, config: TrainConfig, srf: torch.Tensor):
         values = []
         with torch.no_grad():
             for lr, msi, hr, _ in dataset:
-                pred = reconstruct_image(model, lr[None].to(device), msi[None].to(device), config.val_tile)
+                lr, msi = lr[None].to(device), msi[None].to(device)
+                pred = reconstruct_image(model, lr, msi, resolve_tile(config.val_tile, model, lr, msi)[0])
                 values.append(psnr(pred.clamp(0, 1), hr[None].to(device)))
         model.train()
         return sum(values) / len(values)
@@ -323,14 +326,15 @@ class _RunLog:
     def epoch_bar(self, batches, epoch: int, epochs: int):
         return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.per_epoch, leave=False)
 
-    def epoch_done(self, epoch: int, loss: float, lr: float, val_psnr, seconds: float):
+    def epoch_done(self, epoch: int, loss: float, lr: float, val_psnr, seconds: float, other_seconds: float):
+        """seconds: the epoch's training steps; other_seconds: its validation and checkpoint."""
         new_log = not self.path.exists()
         with open(self.path, "a", newline="") as f:
             row = csv.writer(f)
             if new_log:
-                row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds"])
+                row.writerow(["epoch", "loss", "lr", "val_psnr", "seconds", "other_seconds"])
             row.writerow([epoch + 1, f"{loss:.6f}", f"{lr:.6g}", "" if val_psnr is None else f"{val_psnr:.4f}",
-                          f"{seconds:.1f}"])
+                          f"{seconds:.1f}", f"{other_seconds:.1f}"])
         if self.writer is not None:
             self.writer.add_scalar("loss/train", loss, epoch + 1)
             if val_psnr is not None:
@@ -482,13 +486,13 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         epoch_start, epoch_lr = time.time(), run.scheduler.get_last_lr()[0]  # the rate of this epoch's steps
         mean_loss = run.run_epoch(epoch, stop, estimate, log)
         run.scheduler.step()
-        val_psnr = None
+        val_psnr, trained_for = None, time.time() - epoch_start
         if validate and env.main and config.val_every and (epoch + 1) % config.val_every == 0:
             val_psnr = validate(run.model, run.device)
         result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
         if env.main:
             run.save(epoch, mean_loss, val_psnr)
-            log.epoch_done(epoch, mean_loss, epoch_lr, val_psnr, time.time() - epoch_start)
+            log.epoch_done(epoch, mean_loss, epoch_lr, val_psnr, trained_for, time.time() - epoch_start - trained_for)
         env.barrier()
         # Every rank stops after the same epoch: rank 0's clock decides.
         if config.time_limit and env.mean(float(env.main and time.time() - log.started > config.time_limit)) > 0:

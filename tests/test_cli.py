@@ -1,5 +1,6 @@
 """The `dhif` command end to end, on tiny settings."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -60,12 +61,12 @@ def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
     assert main(["demo", "--steps", "8", "--out", str(out)]) == 0
     first = _summary(capsys)
     assert first.startswith("demo result (synthetic, x8, 8 steps): ")
-    for label in ("bicubic: PSNR", "component substitution: PSNR", "DHIF-Net: PSNR"):
+    for label in ("bicubic: PSNR", "component substitution: PSNR", "DHIF-Net: PSNR", "DHIF-Net (shipped): PSNR"):
         assert label in first
     for suffix in ("composite", "error", "spectra"):
         assert (out / "figures" / f"synthetic_{suffix}.png").stat().st_size > 1000
     rows = json.loads((out / "metrics.json").read_text())
-    assert {r["method"] for r in rows} == {"dhif", "bicubic", "cs"}
+    assert {r["method"] for r in rows} == {"dhif", "shipped", "bicubic", "cs"}
     assert main(["demo", "--steps", "8", "--out", str(out), "--overwrite"]) == 0
     assert _summary(capsys) == first  # seeded and counted in steps: the same numbers again
 
@@ -124,6 +125,16 @@ def _pair(tmp_path, lr_size=32, scale=2, nan=False):
             "--device", "cpu", "--out", str(tmp_path / "fused")]
 
 
+@pytest.mark.parametrize("scale", [3, 6])
+def test_fuse_at_scales_that_are_not_powers_of_two(tmp_path, scale):
+    argv = _pair(tmp_path, lr_size=16 * scale, scale=scale)
+    argv[argv.index("--minutes"):argv.index("--minutes") + 2] = ["--steps", "8"]
+    assert main(argv) == 0
+    report = json.loads((tmp_path / "fused" / "report.json").read_text())
+    assert report["scale"] == scale and report["model"]["settings"]["patch"] % scale == 0
+    assert np.load(tmp_path / "fused" / "fused.npy").shape == (4, 16 * scale * scale, 16 * scale * scale)
+
+
 def test_fuse_refuses_nan_inputs_in_one_line(tmp_path, capsys):
     assert main(_pair(tmp_path, nan=True)) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,7 +171,8 @@ BAD_PAIRS = {  # (LR-HSI shape, HR-MSI shape, extra arguments) -> what the one l
     "same size": ((4, 64, 64), (3, 64, 64), [], "both 64 x 64 pixels"),
     "swapped": ((3, 128, 128), (4, 32, 32), [], "are they swapped?"),
     "swapped bands": ((3, 32, 32), (4, 128, 128), [], "the LR-HSI must have more. Are --lr-hsi and --hr-msi swapped?"),
-    "not a power of two": ((4, 32, 32), (3, 96, 96), [], "DHIF-Net fuses at scales 2, 4, 8, 16, 32"),
+    "above 32": ((4, 2, 2), (3, 96, 96), [], "DHIF-Net fuses at integer scales from 2 to 32"),
+    "not an integer": ((4, 32, 32), (3, 80, 80), [], "is not the LR-HSI (32 x 32) times the scale 2"),
     "scale does not divide": ((4, 32, 32), (3, 128, 120), [], "is not the LR-HSI (32 x 32) times the scale 4"),
     "given scale does not fit": ((4, 32, 32), (3, 128, 128), ["--scale", "2"], "times the scale 2"),
     "2-D": ((32, 32), (3, 128, 128), [], "2-D array of shape (32, 32)"),
@@ -354,3 +366,24 @@ def test_unavailable_device_is_one_error_line(command, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"dhif {command[0]}: error: --device cuda: CUDA is not available")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("lr_size, msi_size, given, expected", [
+    ((32, 32), (256, 256), None, 8), ((16, 24), (48, 72), None, 3), ((10, 10), (60, 60), 6, 6),
+    ((8, 8), (256, 256), None, 32)])
+def test_pair_scale_reads_the_ratio_at_any_integer_scale(lr_size, msi_size, given, expected):
+    from dhif.fuse import pair_scale
+
+    assert pair_scale(torch.zeros(5, *lr_size), torch.zeros(3, *msi_size), given) == expected
+
+
+@pytest.mark.parametrize("lr_size, msi_size, given, says", [
+    ((32, 32), (96, 100), None, "is not the LR-HSI (32 x 32) times the scale 3"),
+    ((32, 32), (64, 64), 4, "times the scale 4"),
+    ((4, 4), (160, 160), None, "40 times the LR-HSI's size"),
+    ((32, 32), (32, 32), None, "both 32 x 32 pixels")])
+def test_pair_scale_says_what_is_wrong(lr_size, msi_size, given, says):
+    from dhif.fuse import pair_scale
+
+    with pytest.raises(ValueError, match=re.escape(says)):
+        pair_scale(torch.zeros(5, *lr_size), torch.zeros(3, *msi_size), given)

@@ -1,6 +1,6 @@
 """DHIFNet: parameter counts, shapes, generalisations, validation, and equality with the
 authors' network restated from the spec."""
-
+import math
 
 import pytest
 import torch
@@ -24,7 +24,7 @@ def test_reference_parameter_count(scale, expected):
     assert sum(torch.Size(s).numel() for s in shapes.values()) == expected
 
 
-@pytest.mark.parametrize("scale", [2, 4, 8, 16, 32])
+@pytest.mark.parametrize("scale", range(2, 33))
 def test_shapes_for_every_scale(scale):
     model = DHIFNet(hsi_channels=5, msi_channels=4, scale=scale, stages=2, width=4, head_width=8)
     lr, msi = torch.rand(2, 5, 2, 3), torch.rand(2, 4, 2 * scale, 3 * scale)
@@ -64,8 +64,9 @@ def test_bad_inputs_are_refused(lr_shape, msi_shape, match):
 
 
 def test_bad_configuration_is_refused():
-    with pytest.raises(ValueError, match="power of two"):
-        DHIFNet(scale=6)
+    for scale in (1, 33, 2.5):
+        with pytest.raises(ValueError, match="scale must be an integer from 2 to 32"):
+            DHIFNet(scale=scale)
     with pytest.raises(ValueError, match="odd"):
         DHIFNet(taps=4)
 
@@ -178,3 +179,63 @@ def test_arbitrary_pickled_code_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="without running pickled code"):
         load_original_checkpoint(path)
     assert "pickled code ran" not in capsys.readouterr().out
+
+
+def _small_pair(dtype=torch.float32, batch=2):
+    from dhif.data import degrade, spectral_response, to_msi
+    from dhif.data.synthetic import synthetic_scene
+
+    scenes = torch.stack([synthetic_scene(64, seed=s) for s in range(batch)]).to(dtype)
+    return degrade(scenes, 8), to_msi(scenes, spectral_response("nikon_d700").to(dtype)), scenes
+
+
+def test_component_substitution_as_the_initial_estimate():
+    from dhif.baselines import Observation, component_substitution
+
+    lr_hsi, hr_msi, scenes = _small_pair()
+    model = DHIFNet(stages=1, width=8, head_width=16, initial_estimate="cs")
+    start = model.initial_estimate(lr_hsi, hr_msi)
+    torch.testing.assert_close(start, component_substitution(lr_hsi, hr_msi, Observation(8)))
+    bicubic = DHIFNet(stages=1, width=8, head_width=16).initial_estimate(lr_hsi, hr_msi)
+    assert (start - scenes).pow(2).mean() < 0.25 * (bicubic - scenes).pow(2).mean()  # a better start
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the regression stays float32 under autocast
+        torch.testing.assert_close(model.initial_estimate(lr_hsi, hr_msi), start)
+    # Same parameters either way: the start is not learned, so the paper's weights still load.
+    assert model.state_dict().keys() == DHIFNet(stages=1, width=8, head_width=16).state_dict().keys()
+
+
+def test_the_component_substitution_start_is_differentiable_in_float64():
+    lr_hsi, hr_msi, _ = _small_pair(torch.float64, batch=1)
+    model = DHIFNet(stages=1, width=4, head_width=4, initial_estimate="cs", filter_impl="reference").double()
+    lr_hsi = lr_hsi[:, :, :4, :4].clone().requires_grad_()  # a 32 x 32 HR crop keeps gradcheck short
+    hr_msi = hr_msi[:, :, :32, :32]
+    assert torch.autograd.gradcheck(lambda x: model.initial_estimate(x, hr_msi), (lr_hsi,), eps=1e-6, atol=1e-5,
+                                    fast_mode=True)
+
+
+def test_an_unknown_initial_estimate_is_refused():
+    with pytest.raises(ValueError, match="initial_estimate must be one of bicubic, cs, got 'gsa'"):
+        DHIFNet(initial_estimate="gsa")
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 5, 7, 8, 11])
+def test_physics_operators_are_the_protocols_blur_at_every_one_layer_scale(scale):
+    from dhif.data import degrade, spectral_response
+    from dhif.models.physics import init_observation_operators
+
+    model = DHIFNet(scale=scale, stages=1, width=4, head_width=4).double()
+    assert init_observation_operators(model, spectral_response().double())
+    z = 0.2 + 0.5 * torch.rand(1, 31, 6 * scale, 6 * scale, dtype=torch.float64)
+    # Away from the edges, where the layer's zero padding and the protocol's circular blur agree.
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    torch.testing.assert_close(model.spatial_down(z)[interior], degrade(z, scale)[interior])
+
+
+def test_the_authors_layers_are_kept_and_other_scales_split_into_layers_of_at_most_8():
+    from dhif.models import spatial_factors
+
+    assert [spatial_factors(s) for s in (8, 16, 32)] == [[8], [4, 4], [8, 4]]
+    for scale in range(2, 33):
+        factors = spatial_factors(scale)
+        assert math.prod(factors) == scale, scale
+        assert all(f <= 8 or all(f % d for d in range(2, f)) for f in factors), scale  # a prime above 8 is one layer

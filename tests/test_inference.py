@@ -7,7 +7,7 @@ import torch
 from dhif.inference import _memory_model, _memory_models, _peak_bytes, choose_tile, reconstruct_image, resolve_tile
 from dhif.models import DHIFNet
 from dhif.ops._ext import _C
-from dhif.train import has_native_bf16
+from dhif.devices import has_native_bf16, memory_budget
 
 MIB = 2 ** 20
 
@@ -38,6 +38,9 @@ def test_tile_settings(model_and_image):
     assert resolve_tile(128, model, lr_hsi, hr_msi) == (128, None)
     tile, note = resolve_tile("auto", model, lr_hsi, hr_msi)
     assert "chosen for a memory budget of" in note and "--tile 0" in note
+    # The auto tile is what choose_tile gives for the default budget, and the note names it.
+    assert tile == choose_tile(model, lr_hsi, hr_msi, memory_budget(lr_hsi.device))
+    assert ("the whole image" if tile is None else f"tiles of {tile} px") in note
     with pytest.raises(ValueError, match="multiples of the scale"):
         reconstruct_image(model, lr_hsi, hr_msi, tile=130)
 

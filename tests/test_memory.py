@@ -15,8 +15,9 @@ MIB = 2 ** 20
 # Two whole-image inferences with a small DHIFNet: the second one's minor page faults, and a
 # hash of its output and of a tiled one's (tiles give free pages back between them: dhif.memory.trim).
 TWICE = """
-import hashlib, resource, torch, dhif
+import hashlib, resource, sys, torch, dhif
 from dhif.models import DHIFNet
+kept = dhif.keep_freed_memory() if sys.argv[1] == "keep" else False
 from dhif.inference import reconstruct_image
 torch.manual_seed(0)
 model = DHIFNet(scale=4, stages=2, width=16, head_width=32).eval()
@@ -26,24 +27,24 @@ before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 out = reconstruct_image(model, lr, msi)
 faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 tiled = reconstruct_image(model, lr, msi, tile=192, overlap=32)
-print(dhif.KEEPS_FREED_MEMORY, faults, *(hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in (out, tiled)))
+print(kept, faults, *(hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in (out, tiled)))
 """
 
 
-def _twice(**env) -> list:
-    completed = subprocess.run([sys.executable, "-c", TWICE], capture_output=True, text=True, timeout=600,
+def _twice(call="keep", **env) -> list:
+    completed = subprocess.run([sys.executable, "-c", TWICE, call], capture_output=True, text=True, timeout=600,
                                env={**{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}, **env})
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.split()
 
 
-@pytest.mark.skipif(not dhif.KEEPS_FREED_MEMORY, reason="needs Linux with glibc and no MALLOC_ settings")
+@pytest.mark.skipif(not keep_freed_memory(), reason="needs Linux with glibc and no MALLOC_ settings")
 def test_freed_memory_is_reused_without_page_faults_and_changes_no_result():
     kept, faults, *digests = _twice()
-    left, faults_left, *digests_left = _twice(DHIF_KEEP_FREED_MEMORY="0")
-    assert (kept, left) == ("True", "False")
-    assert int(faults) * 5 < int(faults_left), (faults, faults_left)
-    assert digests == digests_left
+    for left in (_twice(DHIF_KEEP_FREED_MEMORY="0"), _twice("import only")):  # opted out; not asked for
+        assert (kept, left[0]) == ("True", "False")
+        assert int(faults) * 5 < int(left[1]), (faults, left[1])
+        assert digests == left[2:]
 
 
 def test_a_users_malloc_settings_win():
@@ -52,7 +53,15 @@ def test_a_users_malloc_settings_win():
 
 
 def test_keep_freed_memory_answers_the_same_every_time():
-    assert keep_freed_memory() == keep_freed_memory() == dhif.KEEPS_FREED_MEMORY
+    assert keep_freed_memory() == keep_freed_memory() == dhif.keep_freed_memory()
+
+
+def test_importing_dhif_changes_no_process_wide_setting_and_the_commands_do():
+    check = ("import dhif, dhif.memory, sys; before = list(dhif.memory._applied); "
+             "from dhif.cli import main; main(['info']); print(before, dhif.memory._applied, file=sys.stderr)")
+    completed = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stderr.strip().splitlines()[-1] == f"[] [{keep_freed_memory()}]"
 
 
 @pytest.mark.skipif(_C is None, reason="needs the compiled extension")

@@ -20,7 +20,7 @@ from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
 from dhif.checkpoint import load_checkpoint, model_from_checkpoint
-from dhif.files import save_atomic
+from dhif.outputs import save_atomic
 from dhif.train import TrainConfig, lr_factor, train
 
 
@@ -65,7 +65,7 @@ def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "last.pt")  # weights_only=True
     assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(checkpoint)
     assert checkpoint["epoch"] == 1 and checkpoint["config"]["width"] == 4
-    assert (tmp_path / "log.csv").read_text().splitlines()[0] == "epoch,loss,lr,val_psnr,seconds"
+    assert (tmp_path / "log.csv").read_text().splitlines()[0] == "epoch,loss,lr,val_psnr,seconds,other_seconds"
 
 
 def test_resume_continues_exactly(tmp_path):
@@ -332,3 +332,35 @@ def test_a_long_run_says_how_long_it_will_take(tmp_path, monkeypatch, capsys):
     assert len(said) == 1
     assert re.fullmatch(r"dhif train: this run needs about \d+\.\d hours more on cpu \(\d+\.\d\d s per step, 12 "
                         r"steps to go\); fewer --epochs or --samples, or a GPU, shorten it", said[0])
+
+
+def test_a_preset_sets_the_defaults_and_options_still_win():
+    from dhif.cli import parse_args
+    from dhif.train import PRESETS
+
+    cpu = parse_args(["train", "--cave", "x", "--preset", "cpu"])
+    for option, field in (("stages", "stages"), ("width", "width"), ("patch", "patch"), ("epochs", "epochs"),
+                          ("samples", "samples_per_epoch"), ("initial_estimate", "initial_estimate")):
+        assert getattr(cpu, option) == PRESETS["cpu"][field], option
+    # An option given on the command line wins over the preset, wherever it is written.
+    assert parse_args(["train", "--cave", "x", "--stages", "4", "--preset", "cpu"]).stages == 4
+    paper = parse_args(["train", "--cave", "x"])
+    assert (paper.stages, paper.width, paper.epochs, paper.initial_estimate) == (4, 64, 500, "bicubic")
+    with pytest.raises(ValueError, match="unknown preset 'gpu'; use one of paper, cpu"):
+        TrainConfig.from_preset("gpu")
+
+
+def test_the_cpu_preset_reaches_the_run_with_the_fields_that_have_no_option(tmp_path, monkeypatch):
+    from dhif.cli import main
+    from helpers import CAVE_DIR
+
+    seen = {}
+    monkeypatch.setattr(dhif.train, "train", lambda config, *a, **k: seen.update(config=config) or {})
+    monkeypatch.setattr(dhif.train, "scene_validator", lambda *a: None)
+    if not CAVE_DIR.is_dir():
+        pytest.skip("needs ../shared/data (the CAVE scenes)")
+    assert main(["train", "--cave", str(CAVE_DIR), "--preset", "cpu", "--train-scenes", "balloons", "--val-every",
+                 "0", "--out", str(tmp_path / "run")]) == 0
+    config = seen["config"]
+    assert (config.lr_decay_until, config.init_operators, config.head_width) == (
+        dhif.train.PRESETS["cpu"]["lr_decay_until"], "physics", 32)

@@ -100,7 +100,7 @@ def test_fusing_scaled_real_paris_and_jasper_ridge_cubes(tmp_path):
 def test_robust_peak_is_proportional_and_ignores_a_few_hot_pixels():
     cube = torch.rand(10, 50, 50, dtype=torch.float64)
     cube[0, 0, :5] = 1e6
-    assert robust_peak(cube) < 1.01
+    assert 0.99 < robust_peak(cube) < 1.01  # the 99.9th percentile of uniform [0, 1) data, not a hot pixel
     assert robust_peak(1e4 * cube) == pytest.approx(1e4 * robust_peak(cube), rel=1e-12)
     assert robust_peak(torch.zeros(3, 4, 4)) == 0
 

@@ -1,12 +1,12 @@
 """The classical fusion methods every results table reports beside DHIF-Net: one module a
 method, each called as method(lr_hsi (B, C, h, w), hr_msi (B, m, H, W), Observation) ->
 (B, C, H, W), in the inputs' units, on whatever device the inputs are."""
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from ..profiling import timed_call
 from .cnmf import cnmf
 from .glp import glp
 from .gsa import component_substitution
@@ -50,11 +50,7 @@ def chosen_baselines(names) -> tuple:
 
 def run_baseline(method: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observation: Observation):
     """(result, seconds) of one method on one batch, timed to the device's completion."""
-    started = time.perf_counter()
-    result = BASELINES[method].run(lr_hsi, hr_msi, observation)
-    if result.is_cuda:
-        torch.cuda.synchronize(result.device)
-    return result, time.perf_counter() - started
+    return timed_call(BASELINES[method].run, lr_hsi, hr_msi, observation)
 
 
 __all__ = ["BASELINES", "DEFAULT_BASELINES", "Baseline", "Observation", "bicubic", "chosen_baselines", "cnmf",

@@ -14,6 +14,7 @@ class ModelConfig:
     taps: int = 7
     width: int = 64           # U-Net base width
     head_width: int = None    # hidden width of the filter heads; None: taps x bands
+    initial_estimate: str = "bicubic"  # Z0: "bicubic" (the paper's) or "cs" (component substitution)
 
     @classmethod
     def keys(cls) -> tuple:

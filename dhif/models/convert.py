@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..files import why_unreadable
+from ..outputs import why_unreadable
 from .config import ModelConfig
 
 _STAGE_SCALAR = re.compile(r"(lamda|eta)_(\d+)")

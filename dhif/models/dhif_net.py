@@ -1,9 +1,9 @@
 """DHIF-Net (Huang et al., IEEE TCI 2022): unrolled fusion with learned observation
 operators and a U-Net that predicts per-voxel spatio-spectral filters.
 
-Generalised beyond the authors' code: any band counts, any power-of-two scale from 2 to
-32, any number of stages, a width multiplier for the U-Net and a hidden width for the
-filter heads. At the reference configuration (31 bands, RGB, scale 8, 4 stages, width 64,
+Generalised beyond the authors' code: any band counts, any integer scale from 2 to 32,
+any number of stages, a width multiplier for the U-Net and a hidden width for the filter
+heads. At the reference configuration (31 bands, RGB, scale 8, 4 stages, width 64,
 7 taps) the parameters and the function are exactly the authors'.
 """
 import dataclasses
@@ -14,25 +14,38 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..baselines.gsa import component_substitution
+from ..baselines.observation import Observation
 from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
 from ..ops._ext import forward_mode_active
 from .config import ModelConfig
 
-SCALES = (2, 4, 8, 16, 32)
+SCALES = tuple(range(2, 33))  # any integer ratio HR / LR from 2 to 32
+INITIAL_ESTIMATES = ("bicubic", "cs")
 UNET_DEPTH = 4  # average-pooling steps in the U-Net's encoder
+LARGEST_LAYER_FACTOR = 8
 
 
 def spatial_factors(scale: int) -> list:
     """How a scale is split into strided layers of the blur operators B and B^T.
 
-    Scales up to 8 use one layer; 16 uses two x4 layers, as the authors do; 32 uses x8
-    then x4. A layer of factor f has kernel f + 2p, stride f and padding p, with p = 2 for
-    f = 8 and p = 1 otherwise (the authors' 12/8/2 and 6/4/1), so that it maps H to H / f
-    exactly and its transpose maps H / f back to H.
+    Scales up to 8 use one layer; 16 uses two x4 layers, as the authors do; any other scale
+    above 8 is split into layers of factor at most 8, each as large as divides what is left
+    (32: x8 then x4; 24: x8 then x3; 12: x6 then x2), and a prime above 8 is one layer. A
+    layer of factor f has kernel f + 2p, stride f and padding p, with p = 2 for f = 8 and
+    p = 1 otherwise (the authors' 12/8/2 and 6/4/1), so that it maps H to H / f exactly and
+    its transpose maps H / f back to H.
     """
-    if scale not in SCALES:
-        raise ValueError(f"DHIFNet: scale must be a power of two from 2 to 32, got {scale}")
-    return {2: [2], 4: [4], 8: [8], 16: [4, 4], 32: [8, 4]}[scale]
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in SCALES:
+        raise ValueError(f"DHIFNet: scale must be an integer from 2 to 32, got {scale}")
+    if scale == 16:
+        return [4, 4]
+    factors, rest = [], scale
+    while rest > LARGEST_LAYER_FACTOR:
+        factor = next((f for f in range(LARGEST_LAYER_FACTOR, 1, -1) if rest % f == 0), rest)
+        factors.append(factor)
+        rest //= factor
+    return factors + ([rest] if rest > 1 else [])
 
 
 def _layer_geometry(factor: int):
@@ -107,6 +120,9 @@ class DHIFNet(nn.Module):
             raise ValueError(f"DHIFNet: stages must be at least 1, got {c.stages}")
         if c.taps < 1 or c.taps % 2 == 0:
             raise ValueError(f"DHIFNet: taps must be a positive odd number, got {c.taps}")
+        if c.initial_estimate not in INITIAL_ESTIMATES:
+            raise ValueError(f"DHIFNet: initial_estimate must be one of {', '.join(INITIAL_ESTIMATES)}, "
+                             f"got {c.initial_estimate!r}")
         self.hsi_channels, self.msi_channels, self.scale = c.hsi_channels, c.msi_channels, c.scale
         self.stages, self.taps, self.filter_impl = c.stages, c.taps, filter_impl
         self.recompute_taps = recompute_taps
@@ -177,7 +193,7 @@ class DHIFNet(nn.Module):
 
     def unrolled(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
         """The unrolled iterations on inputs whose sizes the U-Net can divide."""
-        z = F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        z = self.initial_estimate(lr_hsi, hr_msi)
         features = []
         recompute = torch.is_grad_enabled() and self._recomputes_taps(z.device)
         for t in range(self.stages):
@@ -195,6 +211,18 @@ class DHIFNet(nn.Module):
                 u = self._filtered_estimate(z, hidden)
             z = z - 2 * self.eta[t] * (spectral_residual + spatial_residual + self.lam[t] * (z - u))
         return z
+
+    def initial_estimate(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+        """Z0: the LR-HSI upsampled (the paper's), or component substitution with the
+        protocol's Gaussian blur, which the stages then refine."""
+        if self.config.initial_estimate == "bicubic":
+            return F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        # Its regression is a least-squares solve: in float32 at least, whatever autocast
+        # or a half-precision input would choose.
+        dtype = torch.promote_types(lr_hsi.dtype, torch.float32)
+        with torch.autocast(lr_hsi.device.type, enabled=False):
+            z = component_substitution(lr_hsi.to(dtype), hr_msi.to(dtype), Observation(self.scale))
+        return z.to(lr_hsi.dtype)
 
     def _recomputes_taps(self, device) -> bool:
         if not torch.compiler.is_compiling() and (torch._C._are_functorch_transforms_active()

@@ -13,8 +13,9 @@ from .dhif_net import DHIFNet, spatial_factors
 
 @torch.no_grad()
 def init_observation_operators(model: DHIFNet, srf: torch.Tensor, sigma: float = 2.0):
-    """Sets R, R^T (3x3 convs, centre tap = response) and, for scales up to 8 (one strided
-    layer), B and B^T (per-band PSF) to the true operators; biases to zero."""
+    """Sets R, R^T (3x3 convs, centre tap = response) and, for scales of one strided layer
+    (up to 8, and the primes above), B and B^T (per-band PSF) to the true operators; biases
+    to zero."""
     srf = srf.to(model.eta)
     for conv, weight in ((model.spectral_down[0], srf), (model.spectral_up[0], srf.t())):
         conv.weight.zero_()
@@ -26,11 +27,14 @@ def init_observation_operators(model: DHIFNet, srf: torch.Tensor, sigma: float =
     scale = model.scale
     down, up = model.spatial_down[0], model.spatial_up[0]
     padding = down.padding[0]
-    # lr[i] = sum_j psf[j] z[scale * i + scale - 1 - j] (blur centred at scale // 2, sample
-    # from scale // 2 - 1) = sum_k w[k] z[scale * i - padding + k]  =>  w[scale - 1 - j + padding] = psf[j].
+    # lr[i] = sum_j psf[j] z[scale * i + offset - j] (blur centred at scale // 2, samples
+    # from max(scale // 2 - 1, 0)) = sum_k w[k] z[scale * i - padding + k]
+    # =>  w[offset - j + padding] = psf[j]; offset = scale - 1 for even scales.
+    offset = max(scale // 2 - 1, 0) + scale // 2
+    first = offset - (scale - 1) + padding
     psf = gaussian_psf(scale, sigma).to(srf).flip(0, 1)
     kernel = torch.zeros(down.weight.shape[-2:], dtype=srf.dtype, device=srf.device)
-    kernel[padding:padding + scale, padding:padding + scale] = psf
+    kernel[first:first + scale, first:first + scale] = psf
     for conv in (down, up):
         conv.weight.zero_()
         for band in range(model.hsi_channels):
