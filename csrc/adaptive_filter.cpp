@@ -1,6 +1,6 @@
 // The op schemas (one per op, registered once) and the Python module dhif._C.
-// Kernels are registered per device in cpu/ and cuda/; autograd and fake kernels in
-// dhif/ops/_ext.py.
+// Kernels are registered per device in cpu/ and cuda/; autograd, fake kernels and batching
+// rules in dhif/ops/registrations.py.
 #include <torch/extension.h>
 #include <torch/library.h>
 

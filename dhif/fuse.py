@@ -221,12 +221,12 @@ def _fuse_whole(args, model, lr_hsi, hr_msi, device) -> torch.Tensor:
                              precision=args.precision).cpu()[0]
 
 
-def _report(args, lr_file, msi_file, scale, peaks, wavelengths, trained, scores, baselines, seconds, fused,
+def _report(args, lr_file, msi_file, scale, factors, wavelengths, trained, scores, baselines, seconds, fused,
             consistency) -> dict:
     return {
         "inputs": {"lr_hsi": lr_file.describe(), "hr_msi": msi_file.describe()},
         "scale": scale,
-        "units": {"lr_hsi_peak": peaks[0], "hr_msi_peak": peaks[1],
+        "units": {"lr_hsi_peak": factors[0], "hr_msi_peak": factors[1],
                   "how": "the network saw each input divided by its peak (the 99.9th percentile of |value|); the "
                          "fused cube is multiplied back by the LR-HSI's: it is in the LR-HSI's units, clipped at "
                          "0 where the inputs have no negative values and never above"},
@@ -256,14 +256,14 @@ def fuse_pair(args):
         _check_model_fits(model, lr_file.data, msi_file.data, scale, args.checkpoint)
     out = Path(args.out)
     claim_output(out, _outputs(args.format), args.overwrite)
-    # The network sees each input divided by its robust peak; results are multiplied back.
-    peaks = robust_peak(lr_file.data), robust_peak(msi_file.data)
-    lr_hsi, hr_msi = (lr_file.data.double() / peaks[0]).float(), (msi_file.data.double() / peaks[1]).float()
+    # The network sees each input divided by its factor, its robust peak; results are multiplied back.
+    factors = robust_peak(lr_file.data), robust_peak(msi_file.data)
+    lr_hsi, hr_msi = (lr_file.data.double() / factors[0]).float(), (msi_file.data.double() / factors[1]).float()
     model, trained = _fit_or_load(args, model, lr_hsi, hr_msi, scale, out, device)
     scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision,
                                 baselines)
     fused = _fuse_whole(args, model, lr_hsi, hr_msi, device)
-    fused = clip_to_input_range((fused.double() * peaks[0]).float(), lr_file.data, msi_file.data)
+    fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_file.data, msi_file.data)
     lr_data, msi_data = lr_file.data.float(), msi_file.data.float()
     consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))
     save_cube(out / f"fused.{args.format}", fused.numpy(), lr_file.layout)
@@ -274,7 +274,7 @@ def fuse_pair(args):
     save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
                  inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
                  wavelengths=wavelengths)
-    report = _report(args, lr_file, msi_file, scale, peaks, wavelengths, trained, scores, baselines, seconds, fused,
+    report = _report(args, lr_file, msi_file, scale, factors, wavelengths, trained, scores, baselines, seconds, fused,
                      consistency)
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(format_scores(scores, consistency))

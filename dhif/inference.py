@@ -29,7 +29,7 @@ def _precision(name: str, device: torch.device):
 def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:
     """Peak bytes of large blocks that one forward on a square HR tile of `pixels` side
     takes, measured (CUDA's allocator statistics, or dhif._C's for the CPU)."""
-    from .ops._ext import _C
+    from .ops.extension import _C
 
     device, scale = lr_hsi.device, model.scale
     lr = lr_hsi[:1, :, :pixels // scale, :pixels // scale]

@@ -347,29 +347,29 @@ def test_available_impls_and_build_info():
 
 
 def test_kernels_built_for_another_torch_are_one_clear_warning(monkeypatch):
-    from dhif.ops import _ext
+    from dhif.ops import extension
 
     class BuiltElsewhere:
         @staticmethod
         def build_info():
             return {"torch": "2.99.0+cu999"}
 
-    monkeypatch.setattr(_ext, "_C", BuiltElsewhere)
+    monkeypatch.setattr(extension, "_C", BuiltElsewhere)
     with pytest.warns(RuntimeWarning, match=rf"built against torch 2\.99\.0\+cu999, but torch "
                                             rf"{re.escape(torch.__version__)} is installed: they may misbehave\. "
                                             "Rebuild them against this torch: pip install --no-build-isolation"):
-        _ext.check_torch_version()
+        extension.check_torch_version()
     # A module that cannot load: the version the installed package pins, and the load error.
-    monkeypatch.setattr(_ext, "_C", None)
-    monkeypatch.setattr(_ext, "LOAD_ERROR", ImportError("libc10_cuda.so: cannot open shared object file"))
-    monkeypatch.setattr(_ext.importlib.metadata, "requires", lambda name: ["numpy", "torch==2.99.0"])
+    monkeypatch.setattr(extension, "_C", None)
+    monkeypatch.setattr(extension, "LOAD_ERROR", ImportError("libc10_cuda.so: cannot open shared object file"))
+    monkeypatch.setattr(extension.importlib.metadata, "requires", lambda name: ["numpy", "torch==2.99.0"])
     with pytest.warns(RuntimeWarning, match=r"built against torch 2\.99\.0, .* they failed to load \(libc10_cuda"):
-        _ext.check_torch_version()
-    assert _ext.build_info()["torch"] == "2.99.0"
-    monkeypatch.setattr(_ext.importlib.metadata, "requires", lambda name: [f"torch=={torch.__version__}"])
+        extension.check_torch_version()
+    assert extension.build_info()["torch"] == "2.99.0"
+    monkeypatch.setattr(extension.importlib.metadata, "requires", lambda name: [f"torch=={torch.__version__}"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _ext.check_torch_version()
+        extension.check_torch_version()
 
 
 def _capability_allowed(name):

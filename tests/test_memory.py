@@ -8,7 +8,7 @@ import torch
 
 import dhif
 from dhif.memory import keep_freed_memory
-from dhif.ops._ext import _C
+from dhif.ops.extension import _C
 
 MIB = 2 ** 20
 

@@ -45,11 +45,11 @@ def find_scenes(root, names=None, require_all: bool = False) -> dict:
 
 class MappedCube:
     """A (C, H, W) view of a .npy cube, read a crop at a time through a memory map and
-    divided by `divide_by`: DataLoader workers share the page cache instead of each
-    holding the cube. Indexed as a tensor is, cube[:, rows, cols]."""
+    divided by `factor` (the scene's factor, Scenes.factors): DataLoader workers share the
+    page cache instead of each holding the cube. Indexed as a tensor is, cube[:, rows, cols]."""
 
-    def __init__(self, path, divide_by: float = 1.0):
-        self.path, self.divide_by = str(path), divide_by
+    def __init__(self, path, factor: float = 1.0):
+        self.path, self.factor = str(path), factor
         self._open()
 
     def _open(self):
@@ -61,7 +61,7 @@ class MappedCube:
         self.shape = torch.Size(shape if self.layout == "chw" else (shape[2], shape[0], shape[1]))
 
     def __getstate__(self):  # workers started by spawn map the file again
-        return {"path": self.path, "divide_by": self.divide_by}
+        return {"path": self.path, "factor": self.factor}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -71,7 +71,7 @@ class MappedCube:
         bands, rows, cols = key
         block = self.array[bands, rows, cols] if self.layout == "chw" else \
             self.array[rows, cols, bands].transpose(2, 0, 1)
-        return torch.from_numpy((block.astype(np.float64) / self.divide_by).astype(np.float32))
+        return torch.from_numpy((block.astype(np.float64) / self.factor).astype(np.float32))
 
 
 @dataclasses.dataclass

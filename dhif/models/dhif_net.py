@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from ..baselines.gsa import component_substitution
 from ..baselines.observation import Observation
 from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
-from ..ops._ext import forward_mode_active
+from ..ops.registrations import forward_mode_active
 from .config import ModelConfig
 
 SCALES = tuple(range(2, 33))  # any integer ratio HR / LR from 2 to 32

@@ -7,15 +7,18 @@
 `impl="auto"` takes the compiled kernel when one serves the tensor's device (the
 dispatcher then picks CPU or CUDA) and otherwise the pure-PyTorch reference, warning once.
 DHIF_FORCE_REFERENCE=1 makes "auto" take the reference. Under forward-mode AD and
-torch.func's grad transforms every impl runs the reference (see _ext.needs_reference).
+torch.func's grad transforms every impl runs the reference (see registrations.needs_reference).
+The compiled module is loaded in extension.py, its Python registrations are in
+registrations.py.
 """
 import os
 import warnings
 
 import torch
 
-from . import _ext
-from ._ext import build_info
+from . import extension
+from .extension import build_info
+from .registrations import needs_reference
 from .reference import adaptive_filter_reference
 
 __all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "resolve_impl", "build_info",
@@ -24,8 +27,8 @@ __all__ = ["adaptive_filter", "spatio_spectral_filter", "available_impls", "reso
 IMPLS = ("auto", "fused", "reference")
 PADDINGS = ("replicate", "zeros")
 MAX_TAPS = 2**31 - 1  # the kernels count taps in an int
-_FUSED_DEVICE_TYPES = _ext.fused_device_types()
-_ext.check_torch_version()
+_FUSED_DEVICE_TYPES = extension.fused_device_types()
+extension.check_torch_version()
 _warned_fallback = set()
 
 
@@ -70,7 +73,7 @@ def resolve_impl(impl: str, device) -> str:
     fused_here = device.type in _FUSED_DEVICE_TYPES
     if impl == "fused":
         if not fused_here:
-            reason = f"dhif._C failed to load: {_ext.LOAD_ERROR}" if _ext.LOAD_ERROR else \
+            reason = f"dhif._C failed to load: {extension.LOAD_ERROR}" if extension.LOAD_ERROR else \
                 f"dhif._C was built without kernels for device type '{device.type}'"
             raise RuntimeError(f"adaptive_filter: impl='fused' is unavailable on {device}: {reason}. "
                                "Rebuild with `pip install --no-build-isolation -e .` (see README).")
@@ -96,7 +99,7 @@ def adaptive_filter(x: torch.Tensor, taps: torch.Tensor, dim: int, padding: str 
     Differentiable in x and taps. Half types accumulate in float32.
     """
     _check_args(x, taps, dim, padding)
-    if resolve_impl(impl, x.device) == "reference" or _ext.needs_reference(x, taps):
+    if resolve_impl(impl, x.device) == "reference" or needs_reference(x, taps):
         return adaptive_filter_reference(x, taps, dim, padding, normalize)
     y, _ = torch.ops.dhif.adaptive_filter_forward(x, taps, dim, padding, normalize)
     return y
