@@ -19,7 +19,7 @@ from dhif.inference import reconstruct_image
 from dhif.models import DHIFNet
 from dhif.ops import available_impls
 from dhif.devices import has_native_bf16
-from dhif.train import train_step
+from dhif.training import train_step
 
 from measure import TINY, cpu_peak_extra_in_fresh_process, cuda_peak_extra, synchronize
 

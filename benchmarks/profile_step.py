@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from dhif.models import DHIFNet
 from dhif.profiling import saved_tensor_bytes
-from dhif.train import train_step
+from dhif.training import train_step
 
 from measure import TINY
 

@@ -115,7 +115,8 @@ def _scenes(args, names, cave_defaults):
 def cmd_train(args):
     from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, find_scenes
     from .devices import pick_device
-    from .train import TrainConfig, scene_validator, train
+    from .evaluate import scene_validator
+    from .training import TrainConfig, train
 
     pick_device(args.device)  # refuse an unusable device before reading any data
     val_names = args.val_scenes or (CAVE_TEST_SCENES if args.cave else None)
@@ -272,7 +273,7 @@ def _add_info_command(sub, command):
 
 def _add_train_command(sub, command, scenes: str, preset: str):
     """`dhif train`, its options defaulting to the preset's values."""
-    from .train import PRESETS, TrainConfig
+    from .training import PRESETS, TrainConfig
 
     defaults = TrainConfig.from_preset(preset)
     p = sub.add_parser("train", help="train DHIF-Net on CAVE (the paper's protocol by default)", epilog=scenes,
@@ -449,7 +450,7 @@ def main(argv=None):
     args = parse_args(argv)
     keep_freed_memory()  # process-wide, so made by the command, not by importing dhif
     started = time.time()
-    from .train import TrainingInterrupted
+    from .training import TrainingInterrupted
 
     try:
         args.func(args)

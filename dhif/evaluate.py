@@ -1,10 +1,12 @@
 """Metrics per scene of a model against the baselines, with figures, cubes and tables."""
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from . import metrics
 from .baselines import DEFAULT_BASELINES, Observation, run_baseline
+from .data import SceneDataset
 from .data.units import clip_to_input_range
 from .inference import reconstruct_image, resolve_tile
 from .profiling import timed_call
@@ -74,3 +76,21 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
     if out_dir is not None:
         write_table(rows, out_dir)
     return rows
+
+
+def scene_validator(scenes: dict, config, srf: torch.Tensor):
+    """validate(model, device) -> mean PSNR over whole simulated scenes (tiled)."""
+    dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
+
+    def validate(model, device) -> float:
+        model.eval()
+        values = []
+        with torch.no_grad():
+            for lr, msi, hr, _ in dataset:
+                lr, msi = lr[None].to(device), msi[None].to(device)
+                pred = reconstruct_image(model, lr, msi, resolve_tile(config.val_tile, model, lr, msi)[0])
+                values.append(metrics.psnr(pred.clamp(0, 1), hr[None].to(device)))
+        model.train()
+        return sum(values) / len(values)
+
+    return validate

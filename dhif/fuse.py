@@ -26,7 +26,7 @@ from .models.dhif_net import SCALES
 from .outputs import claim_output, write_atomic
 from .profiling import timed_call
 from .report import METHOD_NAMES, save_cube, save_figures
-from .train import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
+from .training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
 DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512
 # The pair's own blur is not known: the baselines that need one assume the protocol's, which

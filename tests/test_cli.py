@@ -83,22 +83,22 @@ def test_demo_keeps_an_earlier_run_without_overwrite(tmp_path, capsys):
 
 
 def test_ctrl_c_is_one_line_and_the_demo_resumes(tmp_path, capsys, monkeypatch):
-    import dhif.train
+    import dhif.training.loop
 
-    original = dhif.train.train_step
+    original = dhif.training.loop.train_step
 
     def press_ctrl_c(*args):
         os.kill(os.getpid(), signal.SIGINT)
         return original(*args)
 
-    monkeypatch.setattr(dhif.train, "train_step", press_ctrl_c)
+    monkeypatch.setattr(dhif.training.loop, "train_step", press_ctrl_c)
     assert main(["demo", "--steps", "8", "--out", str(tmp_path / "stopped")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == (f"dhif demo: SIGINT stopped training at epoch 1, step 1 of 8; the run's state is saved in "
                        f"{tmp_path / 'stopped' / 'run' / 'last.pt'}; run the same command to resume")
     assert (tmp_path / "stopped" / "run" / "last.pt").exists()
     # The same command resumes, and prints what an uninterrupted demo prints.
-    monkeypatch.setattr(dhif.train, "train_step", original)
+    monkeypatch.setattr(dhif.training.loop, "train_step", original)
     assert main(["demo", "--steps", "8", "--out", str(tmp_path / "stopped")]) == 0
     resumed = capsys.readouterr().out.splitlines()[-1]
     assert main(["demo", "--steps", "8", "--out", str(tmp_path / "straight")]) == 0

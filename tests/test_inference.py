@@ -94,7 +94,7 @@ def test_bf16_and_the_auto_tile_on_every_device(device, recwarn):
 
 
 def test_a_training_step_on_every_device(device):
-    from dhif.train import train_step
+    from dhif.training import train_step
 
     torch.manual_seed(0)
     model = DHIFNet(scale=4, stages=1, width=8, head_width=16).to(device)

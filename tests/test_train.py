@@ -15,13 +15,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import dhif.train
+import dhif.evaluate
+import dhif.training
+import dhif.training.loop
+import dhif.training.run_log
 from dhif.data import PatchDataset, spectral_response
 from dhif.data.synthetic import synthetic_scene
 from dhif.models import DHIFNet
 from dhif.checkpoint import load_checkpoint, model_from_checkpoint
 from dhif.outputs import save_atomic
-from dhif.train import TrainConfig, lr_factor, train
+from dhif.training import TrainConfig, lr_factor, train
 
 
 def tiny_config(out, **overrides):
@@ -108,7 +111,7 @@ def test_a_stop_signal_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, mo
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     config = tiny_config(straight, epochs=2, samples_per_epoch=16)  # 4 steps per epoch
     expected = train(config, tiny_dataset(config), progress=False)
-    original, calls = dhif.train.train_step, []
+    original, calls = dhif.training.loop.train_step, []
 
     def signal_at_step_6(*args):
         calls.append(1)
@@ -116,9 +119,9 @@ def test_a_stop_signal_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, mo
             os.kill(os.getpid(), signum)
         return original(*args)
 
-    monkeypatch.setattr(dhif.train, "train_step", signal_at_step_6)
+    monkeypatch.setattr(dhif.training.loop, "train_step", signal_at_step_6)
     config = tiny_config(stopped, epochs=2, samples_per_epoch=16)
-    with pytest.raises(dhif.train.TrainingInterrupted, match=f"{signal.Signals(signum).name} stopped training at "
+    with pytest.raises(dhif.training.TrainingInterrupted, match=f"{signal.Signals(signum).name} stopped training at "
                        "epoch 2, step 2 of 4"):
         train(config, tiny_dataset(config), progress=False)
     assert len(calls) == 6  # stopped after the step in progress, not before it, not later
@@ -174,13 +177,13 @@ def test_learning_rate_epoch_by_epoch_is_the_authors(tmp_path, monkeypatch):
     rate the optimizer used in each epoch and the one in log.csv must both be that."""
     config = tiny_config(tmp_path, epochs=8, samples_per_epoch=4, lr_decay_every=2, lr_decay_until=7)
     used = []
-    original = dhif.train.train_step
+    original = dhif.training.loop.train_step
 
     def spy(model, optimizer, *args):
         used.append(optimizer.param_groups[0]["lr"])
         return original(model, optimizer, *args)
 
-    monkeypatch.setattr(dhif.train, "train_step", spy)
+    monkeypatch.setattr(dhif.training.loop, "train_step", spy)
     train(config, tiny_dataset(config), progress=False)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
     authors = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=range(1, 7, 2), gamma=config.lr_decay)
@@ -201,7 +204,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
     sys.path.insert(0, {tests!r})
     from test_train import tiny_config, tiny_dataset
-    from dhif.train import train
+    from dhif.training import train
     config = tiny_config({out!r}, epochs=2)
     result = train(config, tiny_dataset(config), progress=False)
     with open(os.path.join({results!r}, "rank" + os.environ["RANK"] + ".json"), "w") as f:
@@ -325,7 +328,7 @@ def test_sigterm_to_torchrun_stops_every_rank_and_the_resumed_run_is_exact(tmp_p
 
 
 def test_a_long_run_says_how_long_it_will_take(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(dhif.train._LongRunEstimate, "LONG_RUN_S", 0)  # every run is "long" here
+    monkeypatch.setattr(dhif.training.run_log.LongRunEstimate, "LONG_RUN_S", 0)  # every run is "long" here
     config = tiny_config(tmp_path, epochs=2, samples_per_epoch=32)  # 8 steps per epoch
     train(config, tiny_dataset(config))
     said = [line for line in capsys.readouterr().out.splitlines() if "this run needs about" in line]
@@ -336,7 +339,7 @@ def test_a_long_run_says_how_long_it_will_take(tmp_path, monkeypatch, capsys):
 
 def test_a_preset_sets_the_defaults_and_options_still_win():
     from dhif.cli import parse_args
-    from dhif.train import PRESETS
+    from dhif.training import PRESETS
 
     cpu = parse_args(["train", "--cave", "x", "--preset", "cpu"])
     for option, field in (("stages", "stages"), ("width", "width"), ("patch", "patch"), ("epochs", "epochs"),
@@ -355,12 +358,12 @@ def test_the_cpu_preset_reaches_the_run_with_the_fields_that_have_no_option(tmp_
     from helpers import CAVE_DIR
 
     seen = {}
-    monkeypatch.setattr(dhif.train, "train", lambda config, *a, **k: seen.update(config=config) or {})
-    monkeypatch.setattr(dhif.train, "scene_validator", lambda *a: None)
+    monkeypatch.setattr(dhif.training, "train", lambda config, *a, **k: seen.update(config=config) or {})
+    monkeypatch.setattr(dhif.evaluate, "scene_validator", lambda *a: None)
     if not CAVE_DIR.is_dir():
         pytest.skip("needs ../shared/data (the CAVE scenes)")
     assert main(["train", "--cave", str(CAVE_DIR), "--preset", "cpu", "--train-scenes", "balloons", "--val-every",
                  "0", "--out", str(tmp_path / "run")]) == 0
     config = seen["config"]
     assert (config.lr_decay_until, config.init_operators, config.head_width) == (
-        dhif.train.PRESETS["cpu"]["lr_decay_until"], "physics", 32)
+        dhif.training.PRESETS["cpu"]["lr_decay_until"], "physics", 32)
