@@ -393,7 +393,7 @@ def _add_demo_command(sub, command):
     p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                    help="optimisation steps of 4 patches, rounded up to a multiple of 8 (the default takes about "
-                        "3.5 minutes on 2 CPU cores)")
+                        "3.5 to 7 minutes on 2 CPU cores)")
     p.add_argument("--out", default=None, help="output folder (default: demo_out, or demo_out_cave with --cave)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's results in --out")
     _add_device_arg(p)

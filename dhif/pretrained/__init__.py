@@ -1,0 +1,46 @@
+"""The model that ships with dhif: a small DHIF-Net trained with `dhif train --preset cpu`
+on CAVE at x8 (the command, the data and its scores: the README, "The shipped model").
+
+record.json, beside it, holds how it was made and a fingerprint: its output on a generated
+scene, which tests compare with what the file gives today.
+"""
+import json
+from importlib import resources
+
+from ..checkpoint import model_from_checkpoint
+
+CHECKPOINT = "cave_x8_cpu.pt"
+RECORD = "record.json"
+
+
+def pretrained_path():
+    """The shipped checkpoint (weights and configuration only, read weights-only)."""
+    return resources.files(__name__) / CHECKPOINT
+
+
+def pretrained_record() -> dict:
+    """How the shipped model was made (command, data, training time) and its fingerprint."""
+    return json.loads((resources.files(__name__) / RECORD).read_text())
+
+
+def pretrained_model(device="cpu", filter_impl: str = "auto"):
+    """The shipped DHIFNet, in eval mode: model(lr_hsi, hr_msi) with 31-band LR-HSI in [0, 1]
+    at 1/8 of an RGB image's size (the Nikon D700's response)."""
+    return model_from_checkpoint(pretrained_path(), device, filter_impl)
+
+
+def fingerprint(model) -> dict:
+    """The model's output on a generated scene (64 x 64, x8, the Nikon D700's RGB): its mean,
+    standard deviation and a few voxels, to tell whether a file or the code changed it."""
+    import torch
+
+    from ..data import degrade, spectral_response, to_msi
+    from ..data.synthetic import synthetic_scene
+
+    scene = synthetic_scene(64, seed=0)
+    lr_hsi, hr_msi = degrade(scene, 8), to_msi(scene, spectral_response("nikon_d700"))
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(lr_hsi[None].to(device), hr_msi[None].to(device))[0].double().cpu()
+    voxels = [(0, 5, 7), (10, 31, 40), (20, 63, 0), (30, 48, 60)]
+    return {"mean": out.mean().item(), "std": out.std().item(), "voxels": [[*v, out[v].item()] for v in voxels]}
