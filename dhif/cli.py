@@ -155,7 +155,7 @@ def _add_checkpoint_args(parser, checkpoint_help):
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", default=None, help=checkpoint_help)
     model.add_argument("--pretrained", action="store_true", help="the model that ships with dhif: CAVE-trained, "
-                       "x8, 31 bands and an RGB image (see the README, \"The shipped model\")")
+                       "x8, 31 bands and an RGB image (see the README, \"A model trained on the CPU, shipped\")")
 
 
 def _baselines_arg(parser, default_help):

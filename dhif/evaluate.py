@@ -79,7 +79,7 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
 
 
 def scene_validator(scenes: dict, config, srf: torch.Tensor):
-    """validate(model, device) -> mean PSNR over whole simulated scenes (tiled)."""
+    """validate(model, device) -> mean PSNR over whole simulated scenes (tiles: config.val_tile)."""
     dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
 
     def validate(model, device) -> float:

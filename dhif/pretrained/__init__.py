@@ -1,5 +1,5 @@
 """The model that ships with dhif: a small DHIF-Net trained with `dhif train --preset cpu`
-on CAVE at x8 (the command, the data and its scores: the README, "The shipped model").
+on CAVE at x8 (the command, the data and its scores: the README, "A model trained on the CPU, shipped").
 
 record.json, beside it, holds how it was made and a fingerprint: its output on a generated
 scene, which tests compare with what the file gives today.
