@@ -63,7 +63,7 @@ if tuple(int(part) for part in TORCH_BUILT.split(".")[:2]) < tuple(int(part) for
     sys.exit(f"dhif needs torch >= {TORCH_FLOOR} to build; torch {torch.__version__} is installed.")
 # A compiled extension works only with the torch it was built against: the wheel says so,
 # as extension packages that ship wheels do.
-REQUIREMENTS = [f"torch=={TORCH_BUILT}", "numpy", "ninja", "pybind11", "scipy", "h5py", "pillow", "tqdm",
+REQUIREMENTS = [f"torch=={TORCH_BUILT}", "numpy", "ninja", "pybind11", "scipy", "h5py", "pillow", "tqdm", "rasterio>=1.4",
                 "matplotlib"]
 
 

@@ -340,14 +340,15 @@ def _add_test_command(sub, command, scenes: str):
 
 def _add_fuse_command(sub, command):
     from .data.readers import LAYOUTS
+    from .fuse import CUBE_FORMATS
     from .fuse import DEFAULT_STEPS as FUSE_STEPS
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
-    p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube")
+    p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube, GeoTIFF or ENVI (.hdr)")
     p.add_argument("--lr-key", default=None, help="array name in a .mat/.npz/.h5 file")
     p.add_argument("--lr-layout", choices=LAYOUTS, default="auto", help="axes of the LR-HSI array: chw (bands "
                    "first), hwc (bands last), or auto (only where the shape leaves no doubt)")
-    p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.h5/.tif image")
+    p.add_argument("--hr-msi", required=True, help=".mat/.npy/.npz/.h5/.tif image, GeoTIFF or ENVI (.hdr)")
     p.add_argument("--msi-key", default=None, help="array name in a .mat/.npz/.h5 file")
     p.add_argument("--msi-layout", choices=LAYOUTS, default="auto", help="axes of the HR-MSI array, as --lr-layout")
     _add_checkpoint_args(p, "a trained model; without one (nor --pretrained), a model is trained on the pair "
@@ -367,7 +368,9 @@ def _add_fuse_command(sub, command):
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
     p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
-    p.add_argument("--format", choices=["npy", "mat"], default="npy", help="file type of the fused cube")
+    p.add_argument("--format", choices=CUBE_FORMATS, default=None, help="file type of the fused cube: envi (.img + "
+                   ".hdr) and tif (GeoTIFF) keep the georeference, wavelengths and no-data value; default: the "
+                   "LR-HSI's own format where it is georeferenced, else tif where the HR-MSI is, else npy")
     _baselines_arg(p, "each is scored at reduced resolution and drawn in the figures (default: bicubic cs)")
     p.add_argument("--save-baselines", action="store_true", help="also write the baselines' cubes (bicubic.npy, "
                    "cs.npy, ...)")

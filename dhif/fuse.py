@@ -7,6 +7,7 @@ to the full-resolution pair. Either way the report compares it at reduced resolu
 the chosen classical baselines (bicubic upsampling and component substitution by default),
 in the input's units.
 """
+import dataclasses
 import json
 import math
 import time
@@ -17,7 +18,10 @@ import torch
 
 from .baselines import BASELINES, DEFAULT_BASELINES, Observation, chosen_baselines, run_baseline
 from .checkpoint import model_from_checkpoint
-from .data import PairPatchDataset, crop_to_multiple, degrade, load_cube
+from .data import CubeFile, PairPatchDataset, crop_to_multiple, degrade, load_cube
+from .data.datasets import corners_with_data
+from .data.nodata import pair_valid, valid_pixels
+from .data.rasters import WRITE_DRIVERS, Georeference, check_registration, raster_files, write_raster
 from .data.units import check_not_constant, clip_to_input_range, robust_peak
 from .devices import pick_device
 from .inference import reconstruct_image, resolve_tile
@@ -36,10 +40,49 @@ CONSISTENCY = ("PSNR (dB) of the fused cube, degraded by the same blur and decim
                "came from: how well the result explains its own input, not its accuracy")
 
 
+CUBE_FORMATS = ("npy", "mat", *WRITE_DRIVERS)
+
+
+def cube_files(name: str, cube_format: str) -> tuple:
+    """The file names of one cube written as `cube_format`."""
+    if cube_format in WRITE_DRIVERS:
+        return tuple(p.name for p in raster_files(Path(name), cube_format))
+    return (f"{name}.{cube_format}",)
+
+
 def _outputs(cube_format: str) -> tuple:
     """What `dhif fuse` writes in its output folder."""
-    return ("run", f"fused.{cube_format}", *(f"{m}.{cube_format}" for m in BASELINES), "report.json",
-            "fused_composite.png", "fused_spectra.png")
+    cubes = [f for name in ("fused", *BASELINES) for f in cube_files(name, cube_format)]
+    return ("run", *cubes, "report.json", "fused_composite.png", "fused_spectra.png")
+
+
+@dataclasses.dataclass
+class Pair:
+    """A user's LR-HSI and HR-MSI, read and checked, with their pixels that have data."""
+    lr: CubeFile
+    msi: CubeFile
+    scale: int
+    lr_valid: torch.Tensor = None  # (h, w): LR pixels with data, and data under them; None: all
+    hr_valid: torch.Tensor = None  # (H, W): HR pixels with data, and data over them; None: all
+
+    def georeference(self) -> Georeference:
+        """The fused grid's: the HR-MSI's, else the LR-HSI's refined by the scale, else None."""
+        if self.msi.georeference is not None:
+            return self.msi.georeference
+        return self.lr.georeference and self.lr.georeference.refined(self.scale)
+
+    def nodata(self):
+        """The value marking fused pixels without data: the LR-HSI's, else the HR-MSI's."""
+        return self.lr.nodata if self.lr.nodata is not None else self.msi.nodata
+
+    def output_format(self, option: str = None) -> str:
+        """--format, else the LR-HSI's raster format where it is georeferenced, else GeoTIFF
+        where the HR-MSI is, else .npy."""
+        if option:
+            return option
+        if self.lr.format and self.lr.georeference is not None:
+            return self.lr.format
+        return "tif" if self.msi.georeference is not None else "npy"
 
 
 def _check_finite(cube: torch.Tensor, path):
@@ -72,11 +115,16 @@ def pair_scale(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int = None) ->
     return scale
 
 
-def band_wavelengths(option: str, bands: int, read=None):
+def band_wavelengths(option: str, cube: CubeFile):
     """The LR-HSI's band centres in nm: from --wavelengths ('START:STOP' nm, evenly spaced,
-    or a .csv/.txt/.npy file of one value per band), else from the file, else None."""
+    or a .csv/.txt/.npy file of one value per band), else from the file, else None. A file
+    whose wavelengths cannot be used is refused unless --wavelengths replaces them."""
+    bands = cube.data.shape[0]
     if not option:
-        return read
+        if cube.wavelength_problem:
+            raise ValueError(f"{cube.path}: {cube.wavelength_problem}; give the bands' centres with --wavelengths "
+                             "(START:STOP in nm, or a file)")
+        return cube.wavelengths
     if ":" in option and not Path(option).exists():
         try:
             start, stop = (float(v) for v in option.split(":"))
@@ -95,15 +143,27 @@ def band_wavelengths(option: str, bands: int, read=None):
     return values
 
 
-def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
-    """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI; returns
-    (checkpoint path, what was trained)."""
-    smallest = scale * 16  # the U-Net divides the degraded LR-HSI by 16
-    target = crop_to_multiple(lr_hsi, smallest)
+def training_patch(lr_size: tuple, scale: int, lr_valid=None) -> int:
+    """The side of the patches that a model trained on the pair learns from: multiples that
+    the scale and the U-Net both divide, near 64 pixels (64 at powers of two), smaller where
+    pixels without data leave no larger window; a ValueError where none is left."""
+    unit = math.lcm(scale, 16)  # the U-Net divides the degraded LR-HSI by 16
+    height, width = (size - size % (scale * 16) for size in lr_size)
+    largest = min(unit * max(1, 64 // unit), height, width)
+    for patch in range(largest, unit - 1, -unit):
+        if lr_valid is None or len(corners_with_data(lr_valid[:height, :width], scale, patch)):
+            return patch
+    raise ValueError(f"no {unit} x {unit} patch of the LR-HSI is free of no-data pixels: there is too little data "
+                     "to train on; give a trained model (--checkpoint or --pretrained)")
+
+
+def _train_on_pair(args, lr_hsi, hr_msi, scale, out, lr_valid=None):
+    """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI, on patches
+    where the LR-HSI has data (lr_valid); returns (checkpoint path, what was trained)."""
+    target = crop_to_multiple(lr_hsi, scale * 16)
+    valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
-    # Patches that the scale and the U-Net both divide, near 64 pixels (64 at powers of two).
-    unit = math.lcm(scale, 16)
-    patch = min(unit * max(1, 64 // unit), target.shape[1], target.shape[2])
+    patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
     steps = None if args.minutes else args.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
     config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
                               msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
@@ -115,7 +175,7 @@ def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
           flush=True)
     started = time.time()
     result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
-                                            config.samples_per_epoch, args.seed))
+                                            config.samples_per_epoch, args.seed, valid))
     trained = {"trained_here": True, "steps": result["epoch"] * SHORT_RUN_STEPS_PER_EPOCH,
                "seconds": round(time.time() - started, 1), "settings": {
                    **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,
@@ -124,12 +184,14 @@ def _train_on_pair(args, lr_hsi, hr_msi, scale, out):
 
 
 def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, precision="fp32",
-                       baselines=DEFAULT_BASELINES) -> dict:
+                       baselines=DEFAULT_BASELINES, lr_valid=None) -> dict:
     """Wald's protocol: every method fuses the inputs degraded by the scale, scored against
-    the LR-HSI (PSNR with the LR-HSI's own peak, SAM, ERGAS, seconds). Scale-free: the
-    inputs may be in any units, as long as every method sees the same. The baselines know
-    the reduced pair's blur (it is made here) and estimate its spectral response."""
+    the LR-HSI (PSNR with the LR-HSI's own peak, SAM, ERGAS, seconds) on its pixels with
+    data (lr_valid). Scale-free: the inputs may be in any units, as long as every method
+    sees the same. The baselines know the reduced pair's blur (it is made here) and
+    estimate its spectral response."""
     target = crop_to_multiple(lr_hsi, scale)
+    valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
     low_hsi, low_msi = degrade(target, scale, ASSUMED_SIGMA)[None], degrade(msi, scale, ASSUMED_SIGMA)[None]
     fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
@@ -137,10 +199,11 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
     timed = {"dhif": (fused.cpu(), seconds)}
     observation = Observation(scale, ASSUMED_SIGMA)
     timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), observation) for m in baselines})
-    truth, peak = target[None], float(target.max())
+    truth = valid_pixels(target[None], valid)
+    peak = float(truth.max())
     scores = {}
     for method, (result, seconds) in timed.items():
-        result = clip_to_input_range(result.cpu(), lr_hsi, hr_msi)
+        result = valid_pixels(clip_to_input_range(result.cpu(), lr_hsi, hr_msi), valid)
         scores[method] = {"psnr": psnr(result, truth, data_range=peak), "sam": sam(result, truth),
                           "ergas": ergas(result, truth, scale), "seconds": round(seconds, 3)}
     return scores
@@ -157,7 +220,7 @@ def full_resolution_baselines(lr_data, msi_data, scale, device, baselines) -> tu
     return cubes, {m: round(t, 3) for m, t in seconds.items()}
 
 
-def verdict(scores: dict, trained: dict) -> str:
+def verdict(scores: dict, trained: dict, cube_format: str = "npy") -> str:
     """One line: the best method at reduced resolution, and what to do when it is not DHIF-Net."""
     ranked = sorted(scores, key=lambda m: scores[m]["psnr"], reverse=True)
     if len(ranked) == 1:
@@ -169,7 +232,7 @@ def verdict(scores: dict, trained: dict) -> str:
         return line
     remedy = ("train longer (--steps) or give a trained --checkpoint" if trained.get("trained_here")
               else "a model trained on data like yours")
-    return f"{line}: {remedy}, or use {best}.npy, written with --save-baselines"
+    return f"{line}: {remedy}, or use {' + '.join(cube_files(best, cube_format))}, written with --save-baselines"
 
 
 def format_scores(scores: dict, consistency: float) -> str:
@@ -187,28 +250,46 @@ def _check_model_fits(model, lr_hsi, hr_msi, scale: int, source):
                          f"x{scale}")
 
 
-def _read_pair(args) -> tuple:
-    """(LR-HSI file, HR-MSI file, scale), every check that needs no model done."""
+def _read_pair(args) -> Pair:
+    """The pair, with every check that needs no model done."""
     lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
     msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
     for cube in (lr_file, msi_file):
         _check_finite(cube.data, cube.path)
         check_not_constant(cube.data, cube.path)
     scale = pair_scale(lr_file.data, msi_file.data, args.scale)
+    lr_size, msi_size = tuple(lr_file.data.shape[1:]), tuple(msi_file.data.shape[1:])
+    check_registration(lr_file.georeference, lr_size, msi_file.georeference, msi_size, scale)
     smallest = scale * 16
-    if not args.checkpoint and min(lr_file.data.shape[1:]) < smallest:
-        raise ValueError(f"the LR-HSI is {lr_file.data.shape[1]} x {lr_file.data.shape[2]} pixels; training on the "
-                         f"pair itself at scale {scale} needs at least {smallest} x {smallest}. Give a trained model "
-                         "with --checkpoint instead")
-    return lr_file, msi_file, scale
+    if not args.checkpoint and min(lr_size) < smallest:
+        raise ValueError(f"the LR-HSI is {lr_size[0]} x {lr_size[1]} pixels; training on the pair itself at scale "
+                         f"{scale} needs at least {smallest} x {smallest}. Give a trained model with --checkpoint "
+                         "instead")
+    pair = Pair(lr_file, msi_file, scale, *pair_valid(lr_file.valid, msi_file.valid, scale, lr_size, msi_size))
+    if not args.checkpoint:
+        training_patch(lr_size, scale, pair.lr_valid)  # enough pixels with data to train on
+    return pair
 
 
-def _fit_or_load(args, model, lr_hsi, hr_msi, scale: int, out: Path, device) -> tuple:
+def _fit_or_load(args, model, pair: Pair, lr_hsi, hr_msi, out: Path, device) -> tuple:
     """(model, what was trained): the given model, or one trained here on the pair."""
     if model is not None:
         return model, {"trained_here": False, "checkpoint": str(args.checkpoint)}
-    checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, scale, out)
+    checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, pair.scale, out, pair.lr_valid)
     return model_from_checkpoint(checkpoint, device), trained
+
+
+def _write_cube(out: Path, name: str, cube: torch.Tensor, cube_format: str, pair: Pair, wavelengths):
+    """One (C, H, W) result in the LR-HSI's units, its pixels without data marked with the
+    no-data value; rasters with the fused grid's georeference, wavelengths and units."""
+    cube = cube.clone()
+    if pair.hr_valid is not None:
+        cube[:, ~pair.hr_valid] = pair.nodata()
+    if cube_format in WRITE_DRIVERS:
+        write_raster(out / name, cube.numpy(), cube_format, pair.georeference(), pair.nodata(), wavelengths,
+                     pair.lr.units, pair.lr.scale_factor)
+    else:
+        save_cube(out / f"{name}.{cube_format}", cube.numpy(), pair.lr.layout)
 
 
 def _fuse_whole(args, model, lr_hsi, hr_msi, device) -> torch.Tensor:
@@ -221,64 +302,77 @@ def _fuse_whole(args, model, lr_hsi, hr_msi, device) -> torch.Tensor:
                              precision=args.precision).cpu()[0]
 
 
-def _report(args, lr_file, msi_file, scale, factors, wavelengths, trained, scores, baselines, seconds, fused,
+def _report(pair: Pair, cube_format: str, factors, wavelengths, trained, scores, baselines, seconds, fused,
             consistency) -> dict:
+    scale, georeference = pair.scale, pair.georeference()
     return {
-        "inputs": {"lr_hsi": lr_file.describe(), "hr_msi": msi_file.describe()},
+        "inputs": {"lr_hsi": pair.lr.describe(), "hr_msi": pair.msi.describe()},
         "scale": scale,
-        "units": {"lr_hsi_peak": factors[0], "hr_msi_peak": factors[1],
-                  "how": "the network saw each input divided by its peak (the 99.9th percentile of |value|); the "
-                         "fused cube is multiplied back by the LR-HSI's: it is in the LR-HSI's units, clipped at "
-                         "0 where the inputs have no negative values and never above"},
+        "units": {"lr_hsi_peak": factors[0], "hr_msi_peak": factors[1], "values": pair.lr.units,
+                  "how": "the network saw each input divided by its peak (the 99.9th percentile of |value| over "
+                         "the pixels with data); the fused cube is multiplied back by the LR-HSI's: it is in the "
+                         "LR-HSI's units, clipped at 0 where the inputs have no negative values and never above"},
         "wavelengths_nm": None if wavelengths is None else [round(float(w), 3) for w in wavelengths],
         "model": trained,
         "reduced_resolution": {**scores, "protocol": f"Wald: both inputs degraded x{scale}, the LR-HSI as the truth; "
-                               "PSNR with the LR-HSI's maximum as peak" + (
+                               "PSNR with the LR-HSI's maximum as peak; pixels without data left out" + (
                                    "; the network was trained on this reduced pair, so its score is also how well "
                                    "it fits it" if trained["trained_here"] else "")},
         "baselines": {"methods": list(baselines), "seconds_full_resolution": seconds,
                       "reduced_resolution": Observation(scale, ASSUMED_SIGMA).describe(),
                       "full_resolution": Observation(scale, ASSUMED_SIGMA, blur_known=False).describe()},
         "consistency_psnr_db": consistency, "consistency_meaning": CONSISTENCY,
-        "output": {"file": f"fused.{args.format}", "layout": lr_file.layout, "shape_chw": list(fused.shape),
-                   "units": "the LR-HSI's"},
+        "output": {"files": list(cube_files("fused", cube_format)), "format": cube_format, "layout": pair.lr.layout,
+                   "shape_chw": list(fused.shape), "units": "the LR-HSI's",
+                   "georeference": georeference and georeference.describe(),
+                   "nodata": None if pair.hr_valid is None else _json_number(pair.nodata()),
+                   "pixels_without_data": 0 if pair.hr_valid is None else int((~pair.hr_valid).sum())},
     }
+
+
+def _json_number(value):
+    return value if value is None or math.isfinite(value) else str(value)
+
+
+def _scaled_inputs(pair: Pair) -> tuple:
+    """(factors, LR-HSI, HR-MSI): each input divided by its factor, its robust peak over the
+    pixels with data, as the network sees it; results are multiplied back."""
+    factors = robust_peak(pair.lr.valid_values()), robust_peak(pair.msi.valid_values())
+    return factors, (pair.lr.data.double() / factors[0]).float(), (pair.msi.data.double() / factors[1]).float()
 
 
 def fuse_pair(args):
     """`dhif fuse` with its parsed arguments; returns the report."""
-    lr_file, msi_file, scale = _read_pair(args)
+    pair = _read_pair(args)
+    lr_data, msi_data, scale = pair.lr.data.float(), pair.msi.data.float(), pair.scale
     baselines = chosen_baselines(args.baselines)
-    wavelengths = band_wavelengths(args.wavelengths, lr_file.data.shape[0], lr_file.wavelengths)
+    wavelengths = band_wavelengths(args.wavelengths, pair.lr)
+    cube_format = pair.output_format(args.format)
     device = pick_device(args.device)
     model = model_from_checkpoint(args.checkpoint, device) if args.checkpoint else None
     if model is not None:
-        _check_model_fits(model, lr_file.data, msi_file.data, scale, args.checkpoint)
+        _check_model_fits(model, lr_data, msi_data, scale, args.checkpoint)
     out = Path(args.out)
-    claim_output(out, _outputs(args.format), args.overwrite)
-    # The network sees each input divided by its factor, its robust peak; results are multiplied back.
-    factors = robust_peak(lr_file.data), robust_peak(msi_file.data)
-    lr_hsi, hr_msi = (lr_file.data.double() / factors[0]).float(), (msi_file.data.double() / factors[1]).float()
-    model, trained = _fit_or_load(args, model, lr_hsi, hr_msi, scale, out, device)
+    claim_output(out, _outputs(cube_format), args.overwrite)
+    factors, lr_hsi, hr_msi = _scaled_inputs(pair)
+    model, trained = _fit_or_load(args, model, pair, lr_hsi, hr_msi, out, device)
     scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision,
-                                baselines)
+                                baselines, pair.lr_valid)
     fused = _fuse_whole(args, model, lr_hsi, hr_msi, device)
-    fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_file.data, msi_file.data)
-    lr_data, msi_data = lr_file.data.float(), msi_file.data.float()
-    consistency = psnr(degrade(fused, scale)[None], lr_data[None], data_range=float(lr_data.max()))
-    save_cube(out / f"fused.{args.format}", fused.numpy(), lr_file.layout)
+    fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_data, msi_data)
+    consistency = psnr(valid_pixels(degrade(fused, scale)[None], pair.lr_valid),
+                       valid_pixels(lr_data[None], pair.lr_valid), data_range=float(pair.lr.valid_values().max()))
+    _write_cube(out, "fused", fused, cube_format, pair, wavelengths)
     cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
-    if args.save_baselines:
-        for method, cube in cubes.items():
-            save_cube(out / f"{method}.{args.format}", cube.numpy(), lr_file.layout)
+    for method, cube in cubes.items() if args.save_baselines else ():
+        _write_cube(out, method, cube, cube_format, pair, wavelengths)
     save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
                  inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
                  wavelengths=wavelengths)
-    report = _report(args, lr_file, msi_file, scale, factors, wavelengths, trained, scores, baselines, seconds, fused,
-                     consistency)
+    report = _report(pair, cube_format, factors, wavelengths, trained, scores, baselines, seconds, fused, consistency)
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(format_scores(scores, consistency))
-    print(f"fused cube {tuple(fused.shape)} ({lr_file.layout} as the LR-HSI, in its units) and figures in {out}/; "
-          f"everything above in {out / 'report.json'}")
-    print(verdict(scores, trained))
+    print(f"fused cube {tuple(fused.shape)} ({' + '.join(cube_files('fused', cube_format))}, {pair.lr.layout} as the "
+          f"LR-HSI, in its units) and figures in {out}/; everything above in {out / 'report.json'}")
+    print(verdict(scores, trained, cube_format))
     return report

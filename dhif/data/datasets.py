@@ -110,18 +110,38 @@ class SceneDataset(Dataset):
         return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr, name
 
 
-class PairPatchDataset(EpochSampledDataset):
-    """Random aligned patches (lr_hsi, hr_msi, target) of one real pair, with rot90 and flips."""
+def corners_with_data(valid: torch.Tensor, scale: int, patch: int) -> torch.Tensor:
+    """(N, 2) top-left corners, on the scale's grid, of the patch x patch windows of an
+    (H, W) mask in which every pixel has data."""
+    missing = torch.zeros(valid.shape[0] + 1, valid.shape[1] + 1, dtype=torch.int64)
+    missing[1:, 1:] = (~valid).long().cumsum(0).cumsum(1)
+    t = torch.arange(0, valid.shape[0] - patch + 1, scale)[:, None]
+    l = torch.arange(0, valid.shape[1] - patch + 1, scale)[None, :]  # noqa: E741
+    inside = missing[t + patch, l + patch] - missing[t, l + patch] - missing[t + patch, l] + missing[t, l]
+    return torch.nonzero(inside == 0) * scale
 
-    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0):
+
+class PairPatchDataset(EpochSampledDataset):
+    """Random aligned patches (lr_hsi, hr_msi, target) of one real pair, with rot90 and flips.
+    valid: the target's (H, W) mask of pixels with data, or None; patches are then drawn
+    only where every target pixel has data."""
+
+    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0, valid=None):
         super().__init__(samples, seed)
         self.lr_hsi, self.hr_msi, self.target, self.scale, self.patch = lr_hsi, hr_msi, target, scale, patch
+        self.corners = None if valid is None else corners_with_data(valid, scale, patch)
+        if self.corners is not None and not len(self.corners):
+            raise ValueError(f"no {patch} x {patch} patch of the LR-HSI is free of no-data pixels: there is too "
+                             "little data to train on; give a trained model (--checkpoint or --pretrained)")
 
     def __getitem__(self, index):
         rng = self.rng(index)
         s, p = self.scale, self.patch
-        top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
-        left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
+        if self.corners is None:
+            top = int(rng.integers((self.target.shape[1] - p) // s + 1)) * s
+            left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
+        else:
+            top, left = (int(v) for v in self.corners[rng.integers(len(self.corners))])
         crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
                  self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
         return tuple(random_rot_flip(crops, rng))

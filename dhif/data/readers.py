@@ -1,13 +1,17 @@
 """Readers of hyperspectral cubes: the CAVE database's PNG folders, .mat (v5 and v7.3),
-.npy/.npz, .h5 and .tif. Every reader returns a float32 tensor (C, H, W); a user's file
-keeps its units (CAVE's PNGs are divided by their bit depth's maximum, the authors'
-protocol)."""
+.npy/.npz, .h5, TIFF stacks, and ENVI and GeoTIFF rasters (rasters.py). Every reader returns
+a float32 tensor (C, H, W); a user's file keeps its units (CAVE's PNGs are divided by their
+bit depth's maximum, the authors' protocol)."""
 import dataclasses
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .nodata import mask_nodata
+from .rasters import Georeference, is_raster, read_raster
 
 CAVE_BAND = re.compile(r".*_(\d+)\.png$", re.IGNORECASE)
 
@@ -169,7 +173,8 @@ def _read_arrays(path: Path, key: str = None) -> tuple:
     except Exception as error:  # each library has its own error types for corrupt files
         raise ValueError(f"cannot read {path}: {error}") from error
     if arrays is None:
-        raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz, .h5 or .tif")
+        raise ValueError(f"unsupported file type {suffix!r} for {path}: use .mat, .npy, .npz, .h5, .tif or ENVI "
+                         "(.hdr)")
     if key is not None:
         if key not in arrays:
             raise KeyError(f"{path} has no array {key!r}; it has {sorted(arrays)}")
@@ -208,6 +213,13 @@ class CubeFile:
     layout: str          # 'chw' or 'hwc': the axes as stored
     dtype: str           # as stored, e.g. 'uint16'
     wavelengths: np.ndarray = None  # nm per band, where the file gives them
+    wavelength_problem: str = None  # why the file's wavelengths are unusable, where they are
+    format: str = None   # 'envi' or 'tif' for rasters (they keep a georeference), else None
+    georeference: Georeference = None
+    nodata: float = None  # the file's no-data value
+    valid: torch.Tensor = None  # (H, W) bool: pixels with data, where some have none
+    units: str = None    # of the values, where the file names them
+    scale_factor: float = None  # stored value / physical value, where the file gives it
 
     def values_read(self) -> str:
         """How the stored numbers became the cube's values, for reports."""
@@ -215,22 +227,47 @@ class CubeFile:
             return f"{self.dtype} values as stored (not divided by the type's maximum)"
         return f"{self.dtype} values as stored"
 
+    def valid_values(self) -> torch.Tensor:
+        """The (C, N) values of the pixels with data (every pixel where none is missing)."""
+        return self.data.reshape(self.data.shape[0], -1) if self.valid is None else self.data[:, self.valid]
+
     def describe(self) -> dict:
+        missing = 0 if self.valid is None else int((~self.valid).sum())
         return {"path": self.path, "key": self.key, "layout": self.layout, "dtype": self.dtype,
                 "shape_chw": list(self.data.shape), "values": self.values_read(),
                 "wavelengths_nm": None if self.wavelengths is None else
-                [round(float(w), 3) for w in (self.wavelengths[0], self.wavelengths[-1])]}
+                [round(float(w), 3) for w in (self.wavelengths[0], self.wavelengths[-1])],
+                "format": self.format, "georeference": self.georeference and self.georeference.describe(),
+                "nodata": self.nodata if self.nodata is None or math.isfinite(self.nodata) else str(self.nodata),
+                "pixels_without_data": missing, "units": self.units, "scale_factor": self.scale_factor}
+
+
+def _load_raster(path: Path, layout: str) -> CubeFile:
+    if layout not in ("auto", "chw"):
+        raise ValueError(f"{path} is a raster whose bands GDAL knows; a layout ({layout!r}) does not apply to it")
+    raster = read_raster(path)
+    dtype = np.float64 if raster.data.dtype == np.float64 else np.float32
+    data = torch.from_numpy(raster.data.astype(dtype))
+    valid = mask_nodata(data, raster.nodata, path)
+    fmt = "envi" if raster.driver == "ENVI" else "tif"
+    return CubeFile(data, str(path), None, "chw", raster.data.dtype.name, raster.wavelengths,
+                    raster.wavelength_problem, fmt, raster.georeference, raster.nodata, valid, raster.units,
+                    raster.scale_factor)
 
 
 def load_cube(path, key: str = None, layout: str = "auto") -> CubeFile:
-    """A hyperspectral cube from .mat/.npy/.npz/.h5/.tif with what the file says about it
-    (CubeFile). Values keep their units: integers are converted to float32 as they are.
+    """A hyperspectral cube from .mat/.npy/.npz/.h5/.tif or ENVI with what the file says about
+    it (CubeFile); a raster's no-data pixels are filled and marked (CubeFile.valid). Values keep their units: integers are converted to float32 as they are.
     layout: 'chw' (bands first), 'hwc' (bands last) or 'auto', which decides only when the
     shape leaves no doubt (square images, or one end axis far smaller than the other) and
     otherwise asks for the layout."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     path = Path(path)
+    if is_raster(path):
+        if key is not None:
+            raise ValueError(f"{path} is a raster of one cube, so an array name ({key!r}) does not apply to it")
+        return _load_raster(path, layout)
     array, name, arrays = _read_arrays(path, key)
     if array.ndim != 3:
         raise ValueError(f"{path}{f' [{name}]' if name else ''} is a {array.ndim}-D array of shape "

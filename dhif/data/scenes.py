@@ -1,15 +1,27 @@
 """Datasets on disk: a folder of scenes, each a CAVE scene folder (<name>_ms) or a cube
-file (<name>.mat/.npy/.npz/.h5/.tif, e.g. Harvard's .mat files), named by its stem."""
+file (<name>.mat/.npy/.npz/.h5/.tif, e.g. Harvard's .mat files, or an ENVI <name>.hdr with
+its data file), named by its stem."""
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .rasters import ENVI_DATA_SUFFIXES
 from .readers import _guess_layout, read_cave_scene
 from .units import robust_peak
 
-CUBE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".tif", ".tiff")
+CUBE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".tif", ".tiff", ".hdr")
+
+
+def _scene_name(path: Path):
+    """A scene's name from its folder or file, or None for anything else (an ENVI data file
+    is the scene of its header)."""
+    if path.is_dir():
+        return path.name[:-3] if path.name.endswith("_ms") else None
+    if path.suffix.lower() in ENVI_DATA_SUFFIXES and path.with_suffix(".hdr").is_file():
+        return None
+    return path.stem if path.suffix.lower() in CUBE_SUFFIXES else None
 # How a dataset's values reach the network (recorded in checkpoints and results).
 SCALINGS = {
     "as-read": "as read: CAVE's 16-bit PNGs divided by 65535 (the authors' protocol), files as stored",
@@ -26,8 +38,7 @@ def find_scenes(root, names=None, require_all: bool = False) -> dict:
         raise FileNotFoundError(f"dataset folder not found: {root}")
     present = {}
     for path in sorted(root.iterdir()):
-        name = path.name[:-3] if path.is_dir() and path.name.endswith("_ms") else \
-            path.stem if path.is_file() and path.suffix.lower() in CUBE_SUFFIXES else None
+        name = _scene_name(path)
         if name is None:
             continue
         if name in present:

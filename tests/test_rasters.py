@@ -1,0 +1,254 @@
+"""ENVI and GeoTIFF rasters: read as sensors ship them (the ENVI files here are written by
+hand, header text and raw bytes, in each interleave), georeference checked and kept,
+no-data pixels left out, and `dhif fuse` writing rasters a GIS lays over the HR-MSI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dhif.cli import main
+from dhif.data import PairPatchDataset, degrade, find_scenes, load_cube, spectral_response, to_msi
+from dhif.data.nodata import pair_valid
+from dhif.data.rasters import Georeference, check_registration
+from dhif.data.synthetic import synthetic_scene
+from dhif.data.units import robust_peak
+
+rasterio = pytest.importorskip("rasterio")
+from rasterio.transform import Affine  # noqa: E402
+
+ENVI_TYPES = {"uint8": 1, "int16": 2, "int32": 3, "float32": 4, "float64": 5, "uint16": 12}
+AXES = {"bsq": (0, 1, 2), "bil": (1, 0, 2), "bip": (1, 2, 0)}  # (C, H, W) -> the file's order
+ORIGIN = (400000.0, 5000000.0)  # UTM zone 33 N
+NODATA = -9999
+
+
+def write_envi(stem, cube: np.ndarray, interleave="bsq", wavelengths=None, units=None, nodata=None, pixel=None,
+               data_suffix=".img", extra=()):
+    """An ENVI raster as a sensor's software writes one: raw bytes and a text header."""
+    bands, lines, samples = cube.shape
+    data = stem.with_name(stem.name + data_suffix)
+    np.ascontiguousarray(cube.transpose(AXES[interleave])).tofile(data)
+    header = ["ENVI", f"samples = {samples}", f"lines = {lines}", f"bands = {bands}", "header offset = 0",
+              "file type = ENVI Standard", f"data type = {ENVI_TYPES[cube.dtype.name]}",
+              f"interleave = {interleave}", "byte order = 0", *extra]
+    if wavelengths is not None:
+        header.append("wavelength = {" + ", ".join(f"{w:g}" for w in wavelengths) + "}")
+    if units:
+        header.append(f"wavelength units = {units}")
+    if nodata is not None:
+        header.append(f"data ignore value = {nodata}")
+    if pixel:
+        header.append(f"map info = {{UTM, 1, 1, {ORIGIN[0]}, {ORIGIN[1]}, {pixel}, {pixel}, 33, North, WGS-84}}")
+    stem.with_suffix(".hdr").write_text("\n".join(header) + "\n")
+    return data
+
+
+def north_up(pixel, origin=ORIGIN):
+    return Affine(pixel, 0, origin[0], 0, -pixel, origin[1])
+
+
+def write_geotiff(path, cube: np.ndarray, pixel=None, crs="EPSG:32633", nodata=None, origin=ORIGIN):
+    profile = dict(driver="GTiff", count=cube.shape[0], height=cube.shape[1], width=cube.shape[2],
+                   dtype=cube.dtype.name, nodata=nodata)
+    if pixel:
+        profile.update(crs=crs, transform=north_up(pixel, origin))
+    with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(cube)
+    return path
+
+
+def cube(bands=5, height=12, width=9, seed=0):
+    return (np.random.default_rng(seed).random((bands, height, width)) * 1000).astype(np.int16)
+
+
+@pytest.mark.parametrize("interleave", ["bsq", "bil", "bip"])
+def test_envi_reads_every_interleave_with_its_wavelengths_in_nm(tmp_path, interleave):
+    stored = cube()
+    write_envi(tmp_path / "scene", stored, interleave, wavelengths=[0.45, 0.5, 0.55, 0.6, 0.65], units="Micrometers")
+    for given in ("scene.hdr", "scene.img"):  # the header or the data file
+        read = load_cube(tmp_path / given)
+        assert read.format == "envi" and read.layout == "chw" and read.dtype == "int16"
+        assert torch.equal(read.data, torch.from_numpy(stored.astype(np.float32)))
+        np.testing.assert_allclose(read.wavelengths, [450, 500, 550, 600, 650])
+        assert read.georeference is None and read.valid is None
+
+
+def test_envi_no_data_pixels_are_filled_masked_and_left_out_of_the_scale(tmp_path):
+    stored = cube(height=40, width=40)
+    stored[:, :10, :] = NODATA
+    write_envi(tmp_path / "scene", stored, "bil", nodata=NODATA)
+    read = load_cube(tmp_path / "scene.hdr")
+    assert read.nodata == NODATA and read.describe()["pixels_without_data"] == 400
+    assert not read.valid[:10].any() and read.valid[10:].all()
+    assert float(read.data.min()) >= 0  # filled with the band means of the pixels with data
+    assert robust_peak(read.valid_values()) == pytest.approx(robust_peak(stored[:, 10:].astype(np.float64)))
+
+
+def test_envi_units_and_scale_factor_are_recorded(tmp_path):
+    write_envi(tmp_path / "scene", cube(), extra=("data units = reflectance", "reflectance scale factor = 10000"))
+    read = load_cube(tmp_path / "scene.hdr")
+    assert (read.units, read.scale_factor) == ("reflectance", 10000.0)
+
+
+@pytest.mark.parametrize("problem, expected", [
+    ("no data file", "has no data file beside it"),
+    ("no header", "has no ENVI header beside it"),
+    ("short file", "the header's data type, sizes or interleave are wrong"),
+    ("mislabelled type", "the header's data type, sizes or interleave are wrong"),
+    ("all no-data", "covers the whole image"),
+])
+def test_bad_envi_files_are_one_line(tmp_path, problem, expected):
+    stored = cube()
+    data = write_envi(tmp_path / "scene", stored, nodata=NODATA)
+    path = tmp_path / "scene.hdr"
+    if problem == "no data file":
+        data.unlink()
+    elif problem == "no header":
+        path.unlink()
+        path = data
+    elif problem == "short file":
+        data.write_bytes(data.read_bytes()[:-10])
+    elif problem == "mislabelled type":  # int16 bytes read as float32: twice the bytes the file holds
+        path.write_text(path.read_text().replace("data type = 2", "data type = 4"))
+    else:
+        write_envi(tmp_path / "scene", np.full_like(stored, NODATA), nodata=NODATA)
+    with pytest.raises((ValueError, FileNotFoundError), match=expected):
+        load_cube(path)
+
+
+@pytest.mark.parametrize("units, ok", [("Nanometers", True), ("nm", True), ("Micrometers", True),
+                                       ("Index", False), ("Unknown", False), ("GHz", False)])
+def test_wavelength_units_that_are_not_lengths_need_wavelengths_given(tmp_path, units, ok):
+    from dhif.fuse import band_wavelengths
+
+    write_envi(tmp_path / "scene", cube(), wavelengths=[450, 500, 550, 600, 650] if units[0] != "M" else
+               [0.45, 0.5, 0.55, 0.6, 0.65], units=units)
+    read = load_cube(tmp_path / "scene.hdr")
+    if ok:
+        np.testing.assert_allclose(band_wavelengths(None, read), [450, 500, 550, 600, 650])
+    else:
+        with pytest.raises(ValueError, match=f"units \\({units}\\).*--wavelengths"):
+            band_wavelengths(None, read)
+        np.testing.assert_allclose(band_wavelengths("400:800", read), [400, 500, 600, 700, 800])
+
+
+def test_geotiff_reads_its_crs_transform_and_no_data(tmp_path):
+    stored = cube(height=16, width=16)
+    stored[:, 0, 0] = NODATA
+    read = load_cube(write_geotiff(tmp_path / "a.tif", stored, pixel=10.0, nodata=NODATA))
+    assert read.format == "tif" and torch.equal(read.data[:, 1:], torch.from_numpy(stored[:, 1:].astype(np.float32)))
+    assert read.georeference.transform == (10.0, 0.0, ORIGIN[0], 0.0, -10.0, ORIGIN[1])
+    assert rasterio.crs.CRS.from_wkt(read.georeference.crs).to_epsg() == 32633
+    assert int((~read.valid).sum()) == 1 and not read.valid[0, 0]
+
+
+def test_a_tiff_stack_of_pages_is_still_read_as_an_array(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    stored = np.random.default_rng(0).random((20, 20, 31)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "stack.tif", stored)
+    read = load_cube(tmp_path / "stack.tif")
+    assert read.format is None and read.layout == "hwc" and read.data.shape == (31, 20, 20)
+
+
+def test_an_envi_scene_in_a_dataset_folder_is_one_scene(tmp_path):
+    write_envi(tmp_path / "field", cube(), data_suffix=".dat")
+    np.save(tmp_path / "lab.npy", cube().astype(np.float32))
+    assert sorted(find_scenes(tmp_path)) == ["field", "lab"]
+
+
+def _georeference(pixel, origin=ORIGIN, crs="EPSG:32633"):
+    return Georeference(rasterio.crs.CRS.from_string(crs).to_wkt(), tuple(north_up(pixel, origin))[:6])
+
+
+@pytest.mark.parametrize("msi, expected", [
+    (_georeference(10.0), None),
+    (_georeference(10.0, crs="EPSG:32632"), "in EPSG:32633 and the HR-MSI in EPSG:32632; reproject"),
+    (_georeference(15.0), "x2, not the pair's scale x3"),
+    (_georeference(10.0, origin=(ORIGIN[0] + 1e5, ORIGIN[1])), "do not overlap"),
+    (_georeference(10.0, origin=(ORIGIN[0] + 90, ORIGIN[1])), "3 LR pixels apart"),
+])
+def test_registration_of_a_pair_is_checked(msi, expected):
+    lr = _georeference(30.0)
+    if expected is None:
+        check_registration(lr, (20, 20), msi, (60, 60), 3)
+    else:
+        with pytest.raises(ValueError, match=expected):
+            check_registration(lr, (20, 20), msi, (60, 60), 3)
+
+
+def test_pair_masks_spread_no_data_across_resolutions():
+    lr_valid = torch.ones(4, 4, dtype=torch.bool)
+    lr_valid[0, 0] = False
+    msi_valid = torch.ones(8, 8, dtype=torch.bool)
+    msi_valid[7, 7] = False
+    low, high = pair_valid(lr_valid, msi_valid, 2, (4, 4), (8, 8))
+    assert (~low).nonzero().tolist() == [[0, 0], [3, 3]]
+    assert (~high).nonzero().tolist() == [[0, 0], [0, 1], [1, 0], [1, 1], [7, 7]]
+    assert pair_valid(None, None, 2, (4, 4), (8, 8)) == (None, None)
+
+
+def test_training_patches_avoid_pixels_without_data():
+    target = torch.rand(2, 32, 32)
+    valid = torch.ones(32, 32, dtype=torch.bool)
+    valid[:, :20] = False
+    target[:, ~valid] = float("nan")
+    data = PairPatchDataset(degrade(target.nan_to_num(), 2), torch.rand(1, 64, 64), target, 2, 8, 50, valid=valid)
+    assert all(not torch.isnan(data[i][2]).any() for i in range(len(data)))
+    with pytest.raises(ValueError, match="no 16 x 16 patch of the LR-HSI is free of no-data"):
+        PairPatchDataset(target, torch.rand(1, 64, 64), target, 2, 16, 50, valid=valid)
+
+
+def _sensor_pair(folder, scale):
+    """An ENVI LR-HSI (BIL, int16 reflectance x 10000, wavelengths in um, a no-data corner,
+    30 m pixels) and a GeoTIFF HR-MSI of the same area at 30 / scale m; large enough for
+    training patches beside the corner (the patches at x3 and x6 are 48 pixels)."""
+    hr = synthetic_scene((64 if scale % 3 else 96) * scale, 31, seed=1)
+    lr = (degrade(hr, scale).numpy() * 10000).astype(np.int16)
+    lr[:, :3, :4] = NODATA
+    msi = (to_msi(hr, spectral_response("nikon_d700", 31)).numpy() * 10000).astype(np.int16)
+    write_envi(folder / "lr", lr, "bil", wavelengths=np.linspace(0.4, 0.7, 31), units="Micrometers", nodata=NODATA,
+               pixel=30, data_suffix=".bil", extra=("data units = reflectance", "reflectance scale factor = 10000"))
+    write_geotiff(folder / "msi.tif", msi, pixel=30 / scale)
+    return ["fuse", "--lr-hsi", str(folder / "lr.hdr"), "--hr-msi", str(folder / "msi.tif"), "--steps", "8",
+            "--width", "4", "--stages", "1", "--head-width", "8", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("scale, cube_format, data_file", [(4, None, "fused.img"), (4, "tif", "fused.tif"),
+                                                            (3, "tif", "fused.tif"), (3, "envi", "fused.img"),
+                                                            (6, "tif", "fused.tif")])
+def test_fuse_writes_a_raster_that_lies_over_the_hr_msi(tmp_path, scale, cube_format, data_file):
+    argv = _sensor_pair(tmp_path, scale) + ["--out", str(tmp_path / "out")]
+    assert main(argv + (["--format", cube_format] if cube_format else [])) == 0
+    with rasterio.open(tmp_path / "msi.tif") as msi, rasterio.open(tmp_path / "out" / data_file) as fused:
+        assert fused.transform == msi.transform and fused.crs == msi.crs and fused.shape == msi.shape
+        assert fused.bounds == msi.bounds and fused.count == 31
+        np.testing.assert_allclose([float(fused.tags(b)["wavelength"]) for b in (1, 31)], [400, 700])
+        assert fused.tags(1)["wavelength_units"] == "Nanometers" and fused.nodata == NODATA
+        values = fused.read()
+    written = load_cube(tmp_path / "out" / data_file)
+    assert (written.units, written.scale_factor) == ("reflectance", 10000.0)
+    # The LR-HSI's no-data corner, 3 x 4 LR pixels, is no-data in the fused cube and nowhere else.
+    missing = (values == NODATA).all(0)
+    assert missing[:3 * scale, :4 * scale].all() and missing.sum() == 12 * scale * scale
+    assert 0 <= values[:, ~missing].min() and values[:, ~missing].max() < 2 * 10000  # in the input's units
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["output"]["pixels_without_data"] == 12 * scale * scale
+    assert report["inputs"]["lr_hsi"]["scale_factor"] == 10000.0
+
+
+@pytest.mark.parametrize("change, expected", [
+    ("crs", "reproject one onto the other's CRS"),
+    ("pixel", "not the pair's scale x4"),
+    ("far", "do not overlap"),
+])
+def test_fuse_refuses_a_misregistered_pair_before_writing_anything(tmp_path, capsys, change, expected):
+    argv = _sensor_pair(tmp_path, 4)
+    msi = load_cube(tmp_path / "msi.tif").data.numpy().astype(np.int16)
+    write_geotiff(tmp_path / "msi.tif", msi, pixel=9.0 if change == "pixel" else 7.5,
+                  crs="EPSG:32632" if change == "crs" else "EPSG:32633",
+                  origin=(0.0, 0.0) if change == "far" else ORIGIN)
+    assert main(argv + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert not (tmp_path / "out").exists()
