@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -112,6 +111,11 @@ def _scenes(args, names, cave_defaults):
     return load_scenes(args.data, names, require_all=bool(names), scaling="peak")
 
 
+def _options(kind, args) -> dict:
+    """The parsed options named as the fields of the dataclass `kind`, by name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(kind) if hasattr(args, f.name)}
+
+
 def cmd_train(args):
     from .data import CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, find_scenes
     from .devices import pick_device
@@ -137,7 +141,7 @@ def cmd_train(args):
         raise ValueError(f"the training scenes have different band counts ({sorted(bands)}); train on one kind")
     srf = _srf(args, bands.pop())
     # Options named as TrainConfig's fields go across as they are; the preset fills the rest.
-    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    options = _options(TrainConfig, args)
     options.update(samples_per_epoch=args.samples, val_every=args.val_every if validating else 0,
                    time_limit=args.time_limit * 60 if args.time_limit else None, sigma=args.blur_sigma,
                    hsi_channels=srf.shape[1], msi_channels=srf.shape[0], data=str(args.cave or args.data),
@@ -148,7 +152,7 @@ def cmd_train(args):
                            config.sigma, config.seed)
     validate = scene_validator(val_scenes.cubes, config, srf) if val_scenes else None
     result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
-    print(json.dumps(result))
+    print(json.dumps(result.summary()))
 
 
 def _add_checkpoint_args(parser, checkpoint_help):
@@ -179,79 +183,62 @@ def _test_model(args, device):
     return None, args.scale or 8, None
 
 
-def cmd_test(args):
-    from .baselines import chosen_baselines
-    from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
-    from .evaluate import OUTPUTS, evaluate
-    from .outputs import claim_output, write_atomic
-    from .report import format_table
-    from .devices import pick_device
-
-    device = pick_device(args.device)
-    baselines = chosen_baselines(args.baselines)
-    if not args.checkpoint and not baselines:
-        raise ValueError("nothing to test: give --checkpoint, or --baselines other than none")
-    if not args.checkpoint and args.save_cubes:
-        raise ValueError("--save-cubes saves DHIF-Net's cubes: give --checkpoint")
-    model, scale, bands = _test_model(args, device)
-    scenes = _scenes(args, args.scenes, CAVE_TEST_SCENES)
-    if not scenes.cubes:
-        raise ValueError(f"none of the test scenes ({', '.join(args.scenes or CAVE_TEST_SCENES)}) is under "
-                         f"{args.cave or args.data}")
+def _scene_bands(scenes, model, bands) -> int:
+    """The one band count of the test scenes, which a model's must match."""
     counts = {cube.shape[0] for cube in scenes.cubes.values()}
     bands = bands or (counts.pop() if len(counts) == 1 else None)
     for name, cube in scenes.cubes.items():
         if cube.shape[0] != bands:
             owner = "the model" if model is not None else "the first scene"
             raise ValueError(f"scene {name} has {cube.shape[0]} bands and {owner} {bands}")
-    srf = _srf(args, bands)
-    claim_output(args.out, OUTPUTS, args.overwrite)
-    dataset = SceneDataset(scenes.cubes, scale, srf, args.blur_sigma, factors=scenes.factors,
+    return bands
+
+
+def cmd_test(args):
+    from .data import CAVE_TEST_SCENES, CAVE_WAVELENGTHS, SCALINGS, SceneDataset
+    from .devices import pick_device
+    from .evaluate import ScoreSettings, score_scenes
+    from .report import format_table
+
+    device = pick_device(args.device)
+    settings = ScoreSettings(**_options(ScoreSettings, args))
+    settings.check(has_model=bool(args.checkpoint))  # before any scene is read
+    model, scale, bands = _test_model(args, device)
+    scenes = _scenes(args, args.scenes, CAVE_TEST_SCENES)
+    if not scenes.cubes:
+        raise ValueError(f"none of the test scenes ({', '.join(args.scenes or CAVE_TEST_SCENES)}) is under "
+                         f"{args.cave or args.data}")
+    bands = _scene_bands(scenes, model, bands)
+    dataset = SceneDataset(scenes.cubes, scale, _srf(args, bands), args.blur_sigma, factors=scenes.factors,
                            unit_range=args.cave is not None,
                            wavelengths=CAVE_WAVELENGTHS if args.cave and bands == 31 else None)
-    rows = evaluate(model, dataset, device, args.out, args.tile, args.overlap, args.save_cubes,
-                    figures=not args.no_figures, baselines=baselines, border=args.border, precision=args.precision)
-    protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "scale": scale,
-                "blur_sigma": args.blur_sigma, "srf": str(args.srf), "border": args.border,
+    protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "srf": str(args.srf),
                 "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors,
-                "checkpoint": str(args.checkpoint) if args.checkpoint else None, "baselines": list(baselines),
-                "baselines_see": "the protocol's blur and spectral response (simulated data)"}
-    write_atomic(Path(args.out) / "protocol.json", json.dumps(protocol, indent=2))
-    print(format_table(rows))
+                "checkpoint": str(args.checkpoint) if args.checkpoint else None}
+    print(format_table(score_scenes(model, dataset, device, settings, args.out, protocol)))
     print(f"results written to {args.out}")
 
 
 def cmd_fuse(args):
-    from .fuse import fuse_pair
+    from .data import load_cube
+    from .fuse import FuseSettings, fuse
 
-    fuse_pair(args)
+    lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
+    msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
+    fuse(lr_file, msi_file, FuseSettings(**_options(FuseSettings, args)), args.out)
 
 
 def cmd_convert(args):
-    import dataclasses
+    from .models.convert import convert_checkpoint
 
-    from .outputs import save_atomic
-    from .models import DHIFNet, convert_original_state_dict, infer_config, load_original_checkpoint
-
-    source, target = Path(args.input), Path(args.output)
-    if target.is_dir():
-        raise ValueError(f"{target} is a folder; give the checkpoint's file name, e.g. {target / 'converted.pt'}")
-    if target.exists() and source.exists() and target.resolve() == source.resolve():
-        raise ValueError(f"{target} is the input file itself; write the converted checkpoint to another file")
-    if target.exists() and not args.overwrite:
-        raise ValueError(f"{target} exists; pass --overwrite to replace it, or choose another output file")
-    state = convert_original_state_dict(load_original_checkpoint(source))
-    config = infer_config(state)
-    DHIFNet(config).load_state_dict(state, strict=True)  # refuses anything that does not fit
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_atomic({"model": state, "config": dataclasses.asdict(config), "source": str(source)}, target)
-    print(f"wrote {target}: DHIFNet({config})")
+    config = convert_checkpoint(args.input, args.output, args.overwrite)
+    print(f"wrote {args.output}: DHIFNet({config})")
 
 
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(args)
+    run_demo(args.cave, args.steps, args.out, args.overwrite, args.device, args.seed)
 
 
 class _HelpWithDefaults(argparse.RawDescriptionHelpFormatter):
@@ -340,8 +327,9 @@ def _add_test_command(sub, command, scenes: str):
 
 def _add_fuse_command(sub, command):
     from .data.readers import LAYOUTS
-    from .fuse import CUBE_FORMATS
-    from .fuse import DEFAULT_STEPS as FUSE_STEPS
+    from .fuse import CUBE_FORMATS, FuseSettings
+
+    defaults = FuseSettings()
 
     p = sub.add_parser("fuse", help="fuse your own LR-HSI and HR-MSI (no ground truth)", **command)
     p.add_argument("--lr-hsi", required=True, help=".mat/.npy/.npz/.h5/.tif cube, GeoTIFF or ENVI (.hdr)")
@@ -358,15 +346,19 @@ def _add_fuse_command(sub, command):
                    "figures use band numbers")
     p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, default=FUSE_STEPS, help="training steps of 4 patches "
+    budget.add_argument("--steps", type=positive_int, default=defaults.steps, help="training steps of 4 patches "
                         "without --checkpoint, rounded up to a multiple of 8: the same numbers on any machine")
     budget.add_argument("--minutes", type=positive_float, default=None, help="train for this long instead of "
                         "--steps (results then depend on the machine)")
-    p.add_argument("--width", type=positive_int, default=16, help="U-Net base width of the model trained here")
-    p.add_argument("--stages", type=positive_int, default=2, help="unrolled stages of the model trained here")
-    p.add_argument("--head-width", type=positive_int, default=64, help="hidden width of its filter heads")
+    p.add_argument("--width", type=positive_int, default=defaults.width, help="U-Net base width of the model "
+                   "trained here")
+    p.add_argument("--stages", type=positive_int, default=defaults.stages, help="unrolled stages of the model "
+                   "trained here")
+    p.add_argument("--head-width", type=positive_int, default=defaults.head_width, help="hidden width of its filter "
+                   "heads")
     _add_inference_args(p)
-    p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR pixels")
+    p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
+                   "in HR pixels")
     p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
     p.add_argument("--format", choices=CUBE_FORMATS, default=None, help="file type of the fused cube: envi (.img + "
                    ".hdr) and tif (GeoTIFF) keep the georeference, wavelengths and no-data value; default: the "

@@ -11,7 +11,6 @@ from pathlib import Path
 from .data import (CAVE_TRAIN_SCENES, CAVE_WAVELENGTHS, PatchDataset, SceneDataset, find_scenes, read_cave_scene,
                    spectral_response)
 from .data.synthetic import synthetic_scene
-from .checkpoint import model_from_checkpoint
 from .evaluate import evaluate
 from .pretrained import pretrained_model
 from .outputs import claim_output
@@ -50,35 +49,36 @@ def demo_config(out: Path, steps: int, device: str, seed: int) -> TrainConfig:
                             seed=seed, init_operators="physics")
 
 
-def run_demo(args):
-    """`dhif demo` with its parsed arguments; returns the metrics of each method."""
-    device = pick_device(args.device)  # refuse an unusable device before any work
-    out = Path(args.out or ("demo_out_cave" if args.cave else "demo_out"))
-    train_cubes, test_cubes = demo_scenes(args.cave, args.seed)
+def run_demo(cave=None, steps: int = DEFAULT_STEPS, out=None, overwrite: bool = False, device: str = "auto",
+             seed: int = 0) -> dict:
+    """`dhif demo`: a real CAVE scene from the folder `cave`, or synthetic scenes; the
+    results in `out` (default demo_out, or demo_out_cave). Returns each method's metrics."""
+    picked = pick_device(device)  # refuse an unusable device before any work
+    out = Path(out or ("demo_out_cave" if cave else "demo_out"))
+    train_cubes, test_cubes = demo_scenes(cave, seed)
     # A demo stopped during training (Ctrl-C, SIGTERM) left its run's state and nothing
     # after it: the same command resumes that run.
     interrupted = (out / "run" / "last.pt").exists() and not any((out / n).exists() for n in OUTPUTS[1:])
-    claim_output(out, OUTPUTS[1:] if interrupted and not args.overwrite else OUTPUTS, args.overwrite)
+    claim_output(out, OUTPUTS[1:] if interrupted and not overwrite else OUTPUTS, overwrite)
     srf = spectral_response("nikon_d700")
-    config = demo_config(out / "run", args.steps, args.device, args.seed)
-    steps = config.epochs * SHORT_RUN_STEPS_PER_EPOCH
-    print(f"dhif demo: training a small DHIF-Net for {steps} steps on "
-          f"{'CAVE' if args.cave else 'synthetic'} data ({len(train_cubes)} training cube(s))", flush=True)
+    config = demo_config(out / "run", steps, device, seed)
+    rounded = config.epochs * SHORT_RUN_STEPS_PER_EPOCH  # whole epochs
+    print(f"dhif demo: training a small DHIF-Net for {rounded} steps on "
+          f"{'CAVE' if cave else 'synthetic'} data ({len(train_cubes)} training cube(s))", flush=True)
     dataset = PatchDataset(train_cubes, config.scale, srf, config.patch, config.samples_per_epoch, config.sigma,
                            config.seed)
     started = time.time()
-    result = train(config, dataset, srf=srf)
+    model = train(config, dataset, srf=srf).model
     trained_in = time.time() - started
-    model = model_from_checkpoint(result["checkpoint"], device)
     # The synthetic scenes are drawn on CAVE's band grid.
     test_set = SceneDataset(test_cubes, config.scale, srf, config.sigma, wavelengths=CAVE_WAVELENGTHS)
     # Beside it, the model that ships with dhif (trained two hours): what training buys.
-    models = {"dhif": model, "shipped": pretrained_model(device)}
-    rows = evaluate(models, test_set, device, out, progress=False)
+    models = {"dhif": model, "shipped": pretrained_model(picked)}
+    rows = evaluate(models, test_set, picked, out, progress=False)
     print(format_table(rows))
     by_method = {r["method"]: r for r in rows}
     summary = " | ".join(f"{METHOD_NAMES[m]}: PSNR {by_method[m]['psnr']:.2f} dB, SAM {by_method[m]['sam']:.2f} deg, "
                          f"ERGAS {by_method[m]['ergas']:.3f}" for m in METHODS)
-    print(f"figures and metrics in {out}/ ; trained {steps} steps in {trained_in:.0f} s")
-    print(f"demo result ({next(iter(test_cubes))}, x8, {steps} steps): {summary}")
+    print(f"figures and metrics in {out}/ ; trained {rounded} steps in {trained_in:.0f} s")
+    print(f"demo result ({next(iter(test_cubes))}, x8, {rounded} steps): {summary}")
     return by_method

@@ -1,14 +1,17 @@
 """Metrics per scene of a model against the baselines, with figures, cubes and tables."""
+import dataclasses
+import json
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from . import metrics
-from .baselines import DEFAULT_BASELINES, Observation, run_baseline
+from .baselines import DEFAULT_BASELINES, Observation, chosen_baselines, run_baseline
 from .data import SceneDataset
 from .data.units import clip_to_input_range
 from .inference import reconstruct_image, resolve_tile
+from .outputs import claim_output, write_atomic
 from .profiling import timed_call
 from .report import save_cube, save_figures, write_table
 
@@ -75,6 +78,44 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
                 save_cube(out_dir / "cubes" / f"{name}.{cube_format}", arrays["dhif"])
     if out_dir is not None:
         write_table(rows, out_dir)
+    return rows
+
+
+@dataclasses.dataclass
+class ScoreSettings:
+    """How score_scenes() scores, as `dhif test`'s options of the same names say."""
+    baselines: tuple = DEFAULT_BASELINES  # names, 'all' or 'none' (chosen_baselines)
+    border: int = 0           # HR pixels left out of the metrics at each edge
+    tile: object = "auto"
+    overlap: int = 32
+    precision: str = "fp32"
+    save_cubes: str = None    # 'npy' or 'mat': also write the model's cubes
+    no_figures: bool = False
+    overwrite: bool = False
+
+    def check(self, has_model: bool):
+        """One ValueError line for settings that leave nothing to do."""
+        if not has_model and not chosen_baselines(self.baselines):
+            raise ValueError("nothing to test: give --checkpoint, or --baselines other than none")
+        if not has_model and self.save_cubes:
+            raise ValueError("--save-cubes saves DHIF-Net's cubes: give --checkpoint")
+
+
+def score_scenes(model, dataset: SceneDataset, device, settings: ScoreSettings, out, protocol: dict) -> list:
+    """`dhif test`'s job: the metrics of `model` (None: the baselines only) and the chosen
+    baselines on every scene of `dataset`, with figures and cubes, in the folder `out`, and
+    in its protocol.json what the caller says of the data (`protocol`) with how it was
+    scored. Returns the rows of evaluate()."""
+    settings.check(model is not None)
+    baselines = chosen_baselines(settings.baselines)
+    claim_output(out, OUTPUTS, settings.overwrite)
+    rows = evaluate(model, dataset, device, out, settings.tile, settings.overlap, settings.save_cubes,
+                    figures=not settings.no_figures, baselines=baselines, border=settings.border,
+                    precision=settings.precision)
+    protocol = {**protocol, "scale": dataset.scale, "blur_sigma": dataset.sigma, "border": settings.border,
+                "baselines": list(baselines),
+                "baselines_see": "the protocol's blur and spectral response (simulated data)"}
+    write_atomic(Path(out) / "protocol.json", json.dumps(protocol, indent=2))
     return rows
 
 

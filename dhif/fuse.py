@@ -18,7 +18,7 @@ import torch
 
 from .baselines import BASELINES, DEFAULT_BASELINES, Observation, chosen_baselines, run_baseline
 from .checkpoint import model_from_checkpoint
-from .data import CubeFile, PairPatchDataset, crop_to_multiple, degrade, load_cube
+from .data import CubeFile, PairPatchDataset, crop_to_multiple, degrade
 from .data.datasets import corners_with_data
 from .data.nodata import pair_valid, valid_pixels
 from .data.rasters import WRITE_DRIVERS, Georeference, check_registration, raster_files, write_raster
@@ -36,6 +36,30 @@ DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 1
 # The pair's own blur is not known: the baselines that need one assume the protocol's, which
 # is also the blur of the reduced-resolution pair (exact there); the response is estimated.
 ASSUMED_SIGMA = 2.0
+
+
+@dataclasses.dataclass
+class FuseSettings:
+    """How fuse() works, as `dhif fuse`'s options of the same names say."""
+    checkpoint: str = None   # a trained model; None: train one on the pair itself
+    scale: int = None        # None: the inputs' size ratio
+    wavelengths: str = None  # START:STOP in nm or a file; None: the LR-HSI file's own
+    steps: int = DEFAULT_STEPS  # of the model trained on the pair
+    minutes: float = None    # a time budget instead of steps
+    width: int = 16          # of the model trained on the pair: U-Net width, stages, head width
+    stages: int = 2
+    head_width: int = 64
+    tile: object = "auto"    # HR tile side, 0 (whole image) or "auto"
+    overlap: int = 32
+    precision: str = "fp32"
+    baselines: tuple = DEFAULT_BASELINES
+    save_baselines: bool = False
+    format: str = None       # of the written cubes; None: Pair.output_format's choice
+    overwrite: bool = False
+    device: str = "auto"
+    seed: int = 0
+
+
 CONSISTENCY = ("PSNR (dB) of the fused cube, degraded by the same blur and decimation, against the LR-HSI it "
                "came from: how well the result explains its own input, not its accuracy")
 
@@ -157,30 +181,30 @@ def training_patch(lr_size: tuple, scale: int, lr_valid=None) -> int:
                      "to train on; give a trained model (--checkpoint or --pretrained)")
 
 
-def _train_on_pair(args, lr_hsi, hr_msi, scale, out, lr_valid=None):
+def _train_on_pair(settings: FuseSettings, lr_hsi, hr_msi, scale, out, lr_valid=None):
     """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI, on patches
-    where the LR-HSI has data (lr_valid); returns (checkpoint path, what was trained)."""
+    where the LR-HSI has data (lr_valid); returns (the model, what was trained)."""
     target = crop_to_multiple(lr_hsi, scale * 16)
     valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
     msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
     patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
-    steps = None if args.minutes else args.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
+    steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
     config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
-                              msi_channels=hr_msi.shape[0], stages=args.stages, width=args.width,
-                              head_width=args.head_width, patch=patch, lr=1e-3, device=args.device, seed=args.seed,
-                              time_limit=args.minutes * 60 if args.minutes else None)
-    budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{args.minutes:g} min"
+                              msi_channels=hr_msi.shape[0], stages=settings.stages, width=settings.width,
+                              head_width=settings.head_width, patch=patch, lr=1e-3, device=settings.device,
+                              seed=settings.seed, time_limit=settings.minutes * 60 if settings.minutes else None)
+    budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
     print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
           f"({tuple(degrade(target, scale).shape)} + {tuple(degrade(msi, scale).shape)} -> {tuple(target.shape)})",
           flush=True)
     started = time.time()
     result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
-                                            config.samples_per_epoch, args.seed, valid))
-    trained = {"trained_here": True, "steps": result["epoch"] * SHORT_RUN_STEPS_PER_EPOCH,
+                                            config.samples_per_epoch, settings.seed, valid))
+    trained = {"trained_here": True, "steps": result.epoch * SHORT_RUN_STEPS_PER_EPOCH,
                "seconds": round(time.time() - started, 1), "settings": {
                    **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,
-                   "seed": args.seed}}
-    return result["checkpoint"], trained
+                   "seed": settings.seed}}
+    return result.model, trained
 
 
 def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, precision="fp32",
@@ -250,33 +274,30 @@ def _check_model_fits(model, lr_hsi, hr_msi, scale: int, source):
                          f"x{scale}")
 
 
-def _read_pair(args) -> Pair:
+def check_pair(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings) -> Pair:
     """The pair, with every check that needs no model done."""
-    lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
-    msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
     for cube in (lr_file, msi_file):
         _check_finite(cube.data, cube.path)
         check_not_constant(cube.data, cube.path)
-    scale = pair_scale(lr_file.data, msi_file.data, args.scale)
+    scale = pair_scale(lr_file.data, msi_file.data, settings.scale)
     lr_size, msi_size = tuple(lr_file.data.shape[1:]), tuple(msi_file.data.shape[1:])
     check_registration(lr_file.georeference, lr_size, msi_file.georeference, msi_size, scale)
     smallest = scale * 16
-    if not args.checkpoint and min(lr_size) < smallest:
+    if not settings.checkpoint and min(lr_size) < smallest:
         raise ValueError(f"the LR-HSI is {lr_size[0]} x {lr_size[1]} pixels; training on the pair itself at scale "
                          f"{scale} needs at least {smallest} x {smallest}. Give a trained model with --checkpoint "
                          "instead")
     pair = Pair(lr_file, msi_file, scale, *pair_valid(lr_file.valid, msi_file.valid, scale, lr_size, msi_size))
-    if not args.checkpoint:
+    if not settings.checkpoint:
         training_patch(lr_size, scale, pair.lr_valid)  # enough pixels with data to train on
     return pair
 
 
-def _fit_or_load(args, model, pair: Pair, lr_hsi, hr_msi, out: Path, device) -> tuple:
+def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, out: Path, device) -> tuple:
     """(model, what was trained): the given model, or one trained here on the pair."""
     if model is not None:
-        return model, {"trained_here": False, "checkpoint": str(args.checkpoint)}
-    checkpoint, trained = _train_on_pair(args, lr_hsi, hr_msi, pair.scale, out, pair.lr_valid)
-    return model_from_checkpoint(checkpoint, device), trained
+        return model, {"trained_here": False, "checkpoint": str(settings.checkpoint)}
+    return _train_on_pair(settings, lr_hsi, hr_msi, pair.scale, out, pair.lr_valid)
 
 
 def _write_cube(out: Path, name: str, cube: torch.Tensor, cube_format: str, pair: Pair, wavelengths):
@@ -292,14 +313,14 @@ def _write_cube(out: Path, name: str, cube: torch.Tensor, cube_format: str, pair
         save_cube(out / f"{name}.{cube_format}", cube.numpy(), pair.lr.layout)
 
 
-def _fuse_whole(args, model, lr_hsi, hr_msi, device) -> torch.Tensor:
+def _fuse_whole(settings: FuseSettings, model, lr_hsi, hr_msi, device) -> torch.Tensor:
     """The fused (C, H, W) cube of the normalised inputs, in tiles where the budget says."""
     lr_input, msi_input = lr_hsi[None].to(device), hr_msi[None].to(device)
-    tile, note = resolve_tile(args.tile, model, lr_input, msi_input, args.precision)
+    tile, note = resolve_tile(settings.tile, model, lr_input, msi_input, settings.precision)
     if note:
         print(f"dhif fuse: {note}", flush=True)
-    return reconstruct_image(model, lr_input, msi_input, tile, args.overlap, progress=True,
-                             precision=args.precision).cpu()[0]
+    return reconstruct_image(model, lr_input, msi_input, tile, settings.overlap, progress=True,
+                             precision=settings.precision).cpu()[0]
 
 
 def _report(pair: Pair, cube_format: str, factors, wavelengths, trained, scores, baselines, seconds, fused,
@@ -341,30 +362,32 @@ def _scaled_inputs(pair: Pair) -> tuple:
     return factors, (pair.lr.data.double() / factors[0]).float(), (pair.msi.data.double() / factors[1]).float()
 
 
-def fuse_pair(args):
-    """`dhif fuse` with its parsed arguments; returns the report."""
-    pair = _read_pair(args)
+def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out) -> dict:
+    """Fuses a user's LR-HSI and HR-MSI (load_cube's CubeFiles) into the folder `out`:
+    the fused cube in the LR-HSI's units, the chosen baselines, figures and report.json,
+    which it returns."""
+    pair = check_pair(lr_file, msi_file, settings)
     lr_data, msi_data, scale = pair.lr.data.float(), pair.msi.data.float(), pair.scale
-    baselines = chosen_baselines(args.baselines)
-    wavelengths = band_wavelengths(args.wavelengths, pair.lr)
-    cube_format = pair.output_format(args.format)
-    device = pick_device(args.device)
-    model = model_from_checkpoint(args.checkpoint, device) if args.checkpoint else None
+    baselines = chosen_baselines(settings.baselines)
+    wavelengths = band_wavelengths(settings.wavelengths, pair.lr)
+    cube_format = pair.output_format(settings.format)
+    device = pick_device(settings.device)
+    model = model_from_checkpoint(settings.checkpoint, device) if settings.checkpoint else None
     if model is not None:
-        _check_model_fits(model, lr_data, msi_data, scale, args.checkpoint)
-    out = Path(args.out)
-    claim_output(out, _outputs(cube_format), args.overwrite)
+        _check_model_fits(model, lr_data, msi_data, scale, settings.checkpoint)
+    out = Path(out)
+    claim_output(out, _outputs(cube_format), settings.overwrite)
     factors, lr_hsi, hr_msi = _scaled_inputs(pair)
-    model, trained = _fit_or_load(args, model, pair, lr_hsi, hr_msi, out, device)
-    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, args.tile, args.overlap, args.precision,
-                                baselines, pair.lr_valid)
-    fused = _fuse_whole(args, model, lr_hsi, hr_msi, device)
+    model, trained = _fit_or_load(settings, model, pair, lr_hsi, hr_msi, out, device)
+    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, settings.tile, settings.overlap,
+                                settings.precision, baselines, pair.lr_valid)
+    fused = _fuse_whole(settings, model, lr_hsi, hr_msi, device)
     fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_data, msi_data)
     consistency = psnr(valid_pixels(degrade(fused, scale)[None], pair.lr_valid),
                        valid_pixels(lr_data[None], pair.lr_valid), data_range=float(pair.lr.valid_values().max()))
     _write_cube(out, "fused", fused, cube_format, pair, wavelengths)
     cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
-    for method, cube in cubes.items() if args.save_baselines else ():
+    for method, cube in cubes.items() if settings.save_baselines else ():
         _write_cube(out, method, cube, cube_format, pair, wavelengths)
     save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
                  inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},

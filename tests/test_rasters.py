@@ -14,6 +14,8 @@ from dhif.data.rasters import Georeference, check_registration
 from dhif.data.synthetic import synthetic_scene
 from dhif.data.units import robust_peak
 
+from helpers import SHARED_DATA
+
 rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import Affine  # noqa: E402
 
@@ -252,3 +254,25 @@ def test_fuse_refuses_a_misregistered_pair_before_writing_anything(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_real_houston_pair_fuses_alike_from_envi_and_geotiff_and_from_its_mat_file(tmp_path):
+    """The shared Houston crop (48-band uint16 HSI, 8-bit RGB, x4) written as an ENVI BIP
+    cube and a GeoTIFF: the same seed and steps give the same fused values as the .mat."""
+    houston = SHARED_DATA / "houston" / "houston_dataset.mat"
+    if not houston.exists():
+        pytest.skip("shared data not present")
+    lr_file, rgb_file = load_cube(houston, "hyprImg"), load_cube(houston, "rgbImg")
+    write_envi(tmp_path / "hsi", lr_file.data.numpy().astype(np.uint16), "bip", wavelengths=np.linspace(380, 1050, 48),
+               units="Nanometers", pixel=1.0)
+    write_geotiff(tmp_path / "rgb.tif", rgb_file.data.numpy().astype(np.uint8), pixel=0.25)
+    common = ["--steps", "8", "--width", "4", "--stages", "1", "--head-width", "8", "--device", "cpu"]
+    assert main(["fuse", "--lr-hsi", str(houston), "--lr-key", "hyprImg", "--hr-msi", str(houston), "--msi-key",
+                 "rgbImg", "--out", str(tmp_path / "from_mat"), *common]) == 0
+    assert main(["fuse", "--lr-hsi", str(tmp_path / "hsi.hdr"), "--hr-msi", str(tmp_path / "rgb.tif"),
+                 "--out", str(tmp_path / "from_rasters"), *common]) == 0
+    from_mat = np.load(tmp_path / "from_mat" / "fused.npy")  # hwc, as hyprImg is stored
+    with rasterio.open(tmp_path / "from_rasters" / "fused.img") as fused:
+        assert fused.res == (0.25, 0.25) and fused.crs.to_epsg() == 32633
+        np.testing.assert_array_equal(fused.read().transpose(1, 2, 0), from_mat)

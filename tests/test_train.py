@@ -54,11 +54,15 @@ def test_short_training_lowers_the_loss(tmp_path, bf16):
     with torch.no_grad():
         before = F.l1_loss(initial(lr, msi), hr).item()
     result = train(config, tiny_dataset(config), srf=spectral_response(), progress=False)
-    trained = model_from_checkpoint(result["checkpoint"])
+    trained = model_from_checkpoint(result.checkpoint)
     with torch.no_grad():
         after = F.l1_loss(trained(lr, msi), hr).item()
-    assert result["epoch"] == 8
+    assert result.epoch == 8
     assert after < 0.9 * before, (before, after)
+    # The model returned is the one saved, ready for inference.
+    assert not result.model.training
+    saved = trained.state_dict()
+    assert all(torch.equal(value, saved[key]) for key, value in result.model.state_dict().items())
 
 
 def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
@@ -129,7 +133,7 @@ def test_a_stop_signal_saves_mid_epoch_and_the_resumed_run_is_exact(tmp_path, mo
     assert saved["epoch"] == 1 and saved["interrupted"]["count"] == 2
     resumed = train(config, tiny_dataset(config), progress=False)
     assert len(calls) == 8
-    assert resumed["loss"] == pytest.approx(expected["loss"], rel=1e-12)
+    assert resumed.loss == pytest.approx(expected.loss, rel=1e-12)
     a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(stopped / "last.pt")
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
@@ -158,7 +162,7 @@ def test_rerunning_a_finished_run_reports_its_result(tmp_path):
     config = tiny_config(tmp_path, epochs=1)
     first = train(config, tiny_dataset(config), progress=False)
     again = train(config, tiny_dataset(config), progress=False)
-    assert again == first and again["loss"] is not None
+    assert again.summary() == first.summary() and again.loss is not None
 
 
 def test_learning_rate_schedule_is_the_papers():
@@ -208,7 +212,7 @@ DDP_SCRIPT = textwrap.dedent("""
     config = tiny_config({out!r}, epochs=2)
     result = train(config, tiny_dataset(config), progress=False)
     with open(os.path.join({results!r}, "rank" + os.environ["RANK"] + ".json"), "w") as f:
-        json.dump([result["epoch"], result["loss"]], f)
+        json.dump([result.epoch, result.loss], f)
 """)
 
 
@@ -359,7 +363,8 @@ def test_the_cpu_preset_reaches_the_run_with_the_fields_that_have_no_option(tmp_
     from helpers import CAVE_DIR
 
     seen = {}
-    monkeypatch.setattr(dhif.training, "train", lambda config, *a, **k: seen.update(config=config) or {})
+    nothing_trained = dhif.training.TrainingResult(0, None, None, str(tmp_path / "run" / "last.pt"), None)
+    monkeypatch.setattr(dhif.training, "train", lambda config, *a, **k: seen.update(config=config) or nothing_trained)
     monkeypatch.setattr(dhif.evaluate, "scene_validator", lambda *a: None)
     if not CAVE_DIR.is_dir():
         pytest.skip("needs ../shared/data (the CAVE scenes)")

@@ -6,14 +6,16 @@ torch's weights-only unpickler, which admits only an explicit list of types: sta
 classes under those three names and the torch.nn modules such a file holds. No code from
 the file runs, and the authors' source tree is not needed.
 """
+import dataclasses
 import re
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from ..outputs import why_unreadable
+from ..outputs import save_atomic, why_unreadable
 from .config import ModelConfig
+from .dhif_net import DHIFNet
 
 _STAGE_SCALAR = re.compile(r"(lamda|eta)_(\d+)")
 _PREFIXES = [
@@ -119,3 +121,22 @@ def load_original_checkpoint(path) -> dict:
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
             return state
     raise ValueError(f"{path} holds a {type(obj).__name__}, not a DHIF-Net model or state_dict")
+
+
+def convert_checkpoint(source, target, overwrite: bool = False) -> ModelConfig:
+    """The authors' file `source` written as a weights-only dhif checkpoint `target`
+    ({'model', 'config', 'source'}); refuses a target that is a folder, the source itself,
+    or an existing file unless overwrite. Returns the model's configuration."""
+    source, target = Path(source), Path(target)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give the checkpoint's file name, e.g. {target / 'converted.pt'}")
+    if target.exists() and source.exists() and target.resolve() == source.resolve():
+        raise ValueError(f"{target} is the input file itself; write the converted checkpoint to another file")
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists; pass --overwrite to replace it, or choose another output file")
+    state = convert_original_state_dict(load_original_checkpoint(source))
+    config = infer_config(state)
+    DHIFNet(config).load_state_dict(state, strict=True)  # refuses anything that does not fit
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_atomic({"model": state, "config": dataclasses.asdict(config), "source": str(source)}, target)
+    return config

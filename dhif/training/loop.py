@@ -6,6 +6,7 @@ resumes where it stopped (a killed one from the last finished epoch) and continu
 exactly as an uninterrupted run would: the training samples of epoch e are a pure
 function of (seed, e, index).
 """
+import dataclasses
 import signal
 import time
 import warnings
@@ -159,14 +160,29 @@ class _TrainingRun:
             save_atomic(checkpoint, self.out / f"epoch_{epoch + 1:03d}.pt")
 
 
+@dataclasses.dataclass
+class TrainingResult:
+    """Where a run ended: its epoch, last mean loss and validation PSNR, its checkpoint,
+    and the trained network itself (in eval mode), so that a caller need not read it back."""
+    epoch: int
+    loss: float
+    val_psnr: float
+    checkpoint: str
+    model: torch.nn.Module
+
+    def summary(self) -> dict:
+        """Everything but the model, for printing as JSON."""
+        return {"epoch": self.epoch, "loss": self.loss, "val_psnr": self.val_psnr, "checkpoint": self.checkpoint}
+
+
 def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True,
-          apply_changes: bool = False) -> dict:
+          apply_changes: bool = False) -> TrainingResult:
     """Trains (or resumes from <out>/last.pt) a DHIFNet on a dataset of (lr_hsi, hr_msi,
     hr_hsi) samples that has set_epoch (PatchDataset). validate(model, device) -> PSNR runs
     every config.val_every epochs. srf is needed for init_operators='physics'. A resume
     refuses a configuration that differs from the checkpoint's, naming the keys, unless
     apply_changes (then the new values apply from the resumed epoch on; the model's own
-    keys can never change). Returns {'epoch', 'loss', 'val_psnr', 'checkpoint'}."""
+    keys can never change)."""
     run = _TrainingRun(config, dataset, validate, srf, progress)
     run.resume(apply_changes)
     run.make_loader()
@@ -174,8 +190,8 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     if env.main:
         claim_output(run.out, (), overwrite=False)  # an unwritable folder fails now, not after the first epoch
     log = RunLog(run.out, config, env.main, progress, len(run.loader), run.start_epoch)
-    result = {"epoch": run.start_epoch, "loss": run.finished.get("loss"), "val_psnr": run.finished.get("val_psnr"),
-              "checkpoint": str(run.last)}
+    result = TrainingResult(run.start_epoch, run.finished.get("loss"), run.finished.get("val_psnr"), str(run.last),
+                            run.model)
     run.model.train()
     stop, estimate = StopRequest(), LongRunEstimate(run.device)
     for epoch in range(run.start_epoch, config.epochs):
@@ -185,7 +201,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
         val_psnr, trained_for = None, time.time() - epoch_start
         if validate and env.main and config.val_every and (epoch + 1) % config.val_every == 0:
             val_psnr = validate(run.model, run.device)
-        result.update(epoch=epoch + 1, loss=mean_loss, val_psnr=val_psnr)
+        result.epoch, result.loss, result.val_psnr = epoch + 1, mean_loss, val_psnr
         if env.main:
             run.save(epoch, mean_loss, val_psnr)
             log.epoch_done(epoch, mean_loss, epoch_lr, val_psnr, trained_for, time.time() - epoch_start - trained_for)
@@ -197,4 +213,5 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     if env.main:
         release_folder(run.out)
     env.close()
+    run.model.eval()
     return result
