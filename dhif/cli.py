@@ -78,6 +78,18 @@ def _add_device_arg(parser):
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
+def _add_run_args(parser, out: str, out_help: str, replaced: str = None, seed: int = None, seeded: str = None):
+    """The options every command that writes shares: --out (default `out`), --overwrite
+    (what it replaces; none for a command that resumes instead), --device, and --seed
+    (what it seeds) where the command draws random numbers."""
+    parser.add_argument("--out", default=out, help=out_help)
+    if replaced:
+        parser.add_argument("--overwrite", action="store_true", help=f"replace {replaced} in --out")
+    _add_device_arg(parser)
+    if seeded:
+        parser.add_argument("--seed", type=int, default=seed, help=f"seed of {seeded}")
+
+
 def _add_filter_impl_arg(parser):
     from .ops import IMPLS
 
@@ -269,7 +281,8 @@ def _add_train_command(sub, command, scenes: str, preset: str):
     p.add_argument("--preset", choices=list(PRESETS), default=preset, help="the recipe every other option "
                    "defaults to: the paper's, or cpu (a small model that a 2-core machine trains in two hours; "
                    "see the README)")
-    p.add_argument("--out", default="runs/dhif_x8", help="checkpoints and logs; resumes from <out>/last.pt")
+    _add_run_args(p, "runs/dhif_x8", "checkpoints and logs; resumes from <out>/last.pt", seed=defaults.seed,
+                  seeded="the weights and of every sample")
     _add_model_args(p, defaults)
     p.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="epochs to train in all (a resumed "
                    "run continues up to this)")
@@ -280,9 +293,7 @@ def _add_train_command(sub, command, scenes: str, preset: str):
     p.add_argument("--lr", type=positive_float, default=defaults.lr,
                    help=f"Adam's initial learning rate (x{defaults.lr_decay:g} every {defaults.lr_decay_every} epochs "
                    f"up to epoch {defaults.lr_decay_until})")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the weights and of every sample")
     p.add_argument("--workers", type=non_negative_int, default=defaults.workers, help="DataLoader processes")
-    _add_device_arg(p)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: about 2x faster on recent "
                    "GPUs and on CPUs with AVX512-BF16 or AMX")
     p.add_argument("--val-every", type=non_negative_int, default=defaults.val_every, help="epochs between validations (0: none)")
@@ -308,8 +319,8 @@ def _add_test_command(sub, command, scenes: str):
     p.add_argument("--scale", type=positive_int, default=None, help="spatial ratio HR / LR without --checkpoint "
                    "(default 8; with one, the model's)")
     _baselines_arg(p, "default: bicubic cs")
-    p.add_argument("--out", default="results", help="folder for metrics.csv/json, protocol.json, figures/ and "
-                   "cubes/")
+    _add_run_args(p, "results", "folder for metrics.csv/json, protocol.json, figures/ and cubes/",
+                  "an earlier run's metrics, figures and cubes")
     p.add_argument("--scenes", nargs="*", help="default: the authors' 12 test scenes (--cave), every scene (--data)")
     p.add_argument("--border", type=non_negative_int, default=0, help="HR pixels left out of the metrics at each "
                    "edge (the authors: 0)")
@@ -317,10 +328,7 @@ def _add_test_command(sub, command, scenes: str):
     p.add_argument("--overlap", type=non_negative_int, default=32, help="overlap of neighbouring tiles in HR "
                    "pixels (a multiple of the scale)")
     p.add_argument("--save-cubes", choices=["npy", "mat"], default=None, help="also save the fused cubes")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's metrics, figures and cubes "
-                   "in --out")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    _add_device_arg(p)
     _add_filter_impl_arg(p)
     p.set_defaults(func=cmd_test)
 
@@ -359,16 +367,14 @@ def _add_fuse_command(sub, command):
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
                    "in HR pixels")
-    p.add_argument("--out", default="fused", help="folder for the fused cube, report.json and figures")
+    _add_run_args(p, "fused", "folder for the fused cube, report.json and figures", "an earlier fusion's results",
+                  defaults.seed, "the model trained here")
     p.add_argument("--format", choices=CUBE_FORMATS, default=None, help="file type of the fused cube: envi (.img + "
                    ".hdr) and tif (GeoTIFF) keep the georeference, wavelengths and no-data value; default: the "
                    "LR-HSI's own format where it is georeferenced, else tif where the HR-MSI is, else npy")
     _baselines_arg(p, "each is scored at reduced resolution and drawn in the figures (default: bicubic cs)")
     p.add_argument("--save-baselines", action="store_true", help="also write the baselines' cubes (bicubic.npy, "
                    "cs.npy, ...)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier fusion's results in --out")
-    _add_device_arg(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the model trained here")
     p.set_defaults(func=cmd_fuse)
 
 
@@ -389,10 +395,8 @@ def _add_demo_command(sub, command):
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                    help="optimisation steps of 4 patches, rounded up to a multiple of 8 (the default takes about "
                         "3.5 to 7 minutes on 2 CPU cores)")
-    p.add_argument("--out", default=None, help="output folder (default: demo_out, or demo_out_cave with --cave)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's results in --out")
-    _add_device_arg(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of the scenes, the weights and every sample")
+    _add_run_args(p, None, "output folder (default: demo_out, or demo_out_cave with --cave)",
+                  "an earlier demo's results", 0, "the scenes, the weights and every sample")
     p.set_defaults(func=cmd_demo)
 
 

@@ -452,7 +452,7 @@ def test_fused_is_refused_where_unavailable():
 
 
 def test_auto_falls_back_with_one_warning(monkeypatch):
-    monkeypatch.setattr(ops, "_warned_fallback", set())
+    monkeypatch.setattr(ops.checks, "_warned_fallback", set())
     x = torch.empty(1, 2, 3, 4, device="meta")
     t = torch.empty(1, 3, 2, 3, 4, device="meta")
     with pytest.warns(RuntimeWarning, match="reference"):

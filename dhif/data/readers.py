@@ -257,7 +257,8 @@ def _load_raster(path: Path, layout: str) -> CubeFile:
 
 def load_cube(path, key: str = None, layout: str = "auto") -> CubeFile:
     """A hyperspectral cube from .mat/.npy/.npz/.h5/.tif or ENVI with what the file says about
-    it (CubeFile); a raster's no-data pixels are filled and marked (CubeFile.valid). Values keep their units: integers are converted to float32 as they are.
+    it (CubeFile); a raster's no-data pixels are filled and marked (CubeFile.valid). Values
+    keep their units: integers are converted to float32 as they are.
     layout: 'chw' (bands first), 'hwc' (bands last) or 'auto', which decides only when the
     shape leaves no doubt (square images, or one end axis far smaller than the other) and
     otherwise asks for the layout."""

@@ -5,5 +5,5 @@ from .config import (PRESETS, RESUME_FREE, SHORT_RUN_STEPS_PER_EPOCH, TrainConfi
 from .loop import TrainingResult, train, train_step
 from .stopping import TrainingInterrupted
 
-__all__ = ["PRESETS", "RESUME_FREE", "SHORT_RUN_STEPS_PER_EPOCH", "TrainConfig", "TrainingInterrupted", "TrainingResult",
-           "configuration_changes", "lr_factor", "short_run_config", "train", "train_step"]
+__all__ = ["PRESETS", "RESUME_FREE", "SHORT_RUN_STEPS_PER_EPOCH", "TrainConfig", "TrainingInterrupted",
+           "TrainingResult", "configuration_changes", "lr_factor", "short_run_config", "train", "train_step"]
