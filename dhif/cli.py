@@ -161,7 +161,7 @@ def cmd_train(args):
     config = dataclasses.replace(TrainConfig.from_preset(args.preset), **options)
     print(f"training on {len(train_scenes.cubes)} scenes: {', '.join(train_scenes.cubes)}", flush=True)
     dataset = PatchDataset(train_scenes.cubes, config.scale, srf, config.patch, config.samples_per_epoch,
-                           config.sigma, config.seed)
+                           config.sigma, config.seed, valid=train_scenes.valid)
     validate = scene_validator(val_scenes.cubes, config, srf) if val_scenes else None
     result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
     print(json.dumps(result.summary()))
@@ -223,9 +223,10 @@ def cmd_test(args):
     bands = _scene_bands(scenes, model, bands)
     dataset = SceneDataset(scenes.cubes, scale, _srf(args, bands), args.blur_sigma, factors=scenes.factors,
                            unit_range=args.cave is not None,
-                           wavelengths=CAVE_WAVELENGTHS if args.cave and bands == 31 else None)
+                           wavelengths=CAVE_WAVELENGTHS if args.cave and bands == 31 else None, valid=scenes.valid)
     protocol = {"data": str(args.cave or args.data), "scenes": list(scenes.cubes), "srf": str(args.srf),
                 "scaling": SCALINGS[scenes.scaling], "factors": scenes.factors,
+                "pixels_without_data": {name: int((~valid).sum()) for name, valid in scenes.valid.items()},
                 "checkpoint": str(args.checkpoint) if args.checkpoint else None}
     print(format_table(score_scenes(model, dataset, device, settings, args.out, protocol)))
     print(f"results written to {args.out}")

@@ -23,12 +23,16 @@ def _clip(result, dataset, *inputs):
     return result.clamp(0, 1) if dataset.unit_range else clip_to_input_range(result, *inputs)
 
 
-def _scored(pred, truth, scale: int, border: int, unit_range: bool) -> dict:
-    """The metrics of a (1, C, H, W) result without `border` pixels at each edge; PSNR's peak
-    is 1 for data in [0, 1] (the authors'), else the truth's own maximum."""
+def _scored(pred, truth, scale: int, border: int, unit_range: bool, valid=None) -> dict:
+    """The metrics of a (1, C, H, W) result without `border` pixels at each edge and over the
+    pixels with data (valid, or all); PSNR's peak is 1 for data in [0, 1] (the authors'),
+    else the truth's own maximum there."""
     if border:
         pred, truth = pred[..., border:-border, border:-border], truth[..., border:-border, border:-border]
-    return metrics.all_metrics(pred, truth, scale, data_range=1.0 if unit_range else float(truth.max()))
+        valid = None if valid is None else valid[border:-border, border:-border]
+    valid = None if valid is None else valid.to(pred.device)
+    peak = 1.0 if unit_range else float(metrics.valid_pixels(truth, valid).max())
+    return metrics.all_metrics(pred, truth, scale, data_range=peak, valid=valid)
 
 
 def _named_models(model) -> dict:
@@ -64,7 +68,7 @@ def evaluate(model, dataset, device, out_dir=None, tile=None, overlap=32, cube_f
         results = {method: _clip(result, dataset, lr, msi) for method, (result, _) in timed.items()}
         for method, pred in results.items():
             rows.append({"scene": name, "method": method, **_scored(pred, hr, dataset.scale, border,
-                                                                   dataset.unit_range),
+                                                                   dataset.unit_range, dataset.pixels_with_data(name)),
                          "seconds": timed[method][1]})
         if out_dir is not None:
             factor = dataset.factors.get(name, 1.0)

@@ -20,12 +20,12 @@ from .baselines import BASELINES, DEFAULT_BASELINES, Observation, chosen_baselin
 from .checkpoint import model_from_checkpoint
 from .data import CubeFile, PairPatchDataset, crop_to_multiple, degrade
 from .data.datasets import corners_with_data
-from .data.nodata import pair_valid, valid_pixels
+from .data.nodata import pair_valid
 from .data.rasters import WRITE_DRIVERS, Georeference, check_registration, raster_files, write_raster
 from .data.units import check_not_constant, clip_to_input_range, robust_peak
 from .devices import pick_device
 from .inference import reconstruct_image, resolve_tile
-from .metrics import ergas, psnr, sam
+from .metrics import ergas, psnr, sam, valid_pixels
 from .models.dhif_net import SCALES
 from .outputs import claim_output, write_atomic
 from .profiling import timed_call

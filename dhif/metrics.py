@@ -117,10 +117,21 @@ def uiqi(pred, target, window_size: int = 32):
     return q.mean(dim=(1, 2, 3)).mean().item()
 
 
-def all_metrics(pred, target, scale: int, data_range: float = 1.0) -> dict:
-    """Every metric of one (B, C, H, W) pair, by name; data_range is PSNR's and SSIM's peak."""
-    return {"psnr": psnr(pred, target, data_range), "sam": sam(pred, target), "ergas": ergas(pred, target, scale),
-            "ssim": ssim(pred, target, data_range), "rmse": rmse(pred, target), "uiqi": uiqi(pred, target)}
+def valid_pixels(cube: torch.Tensor, valid) -> torch.Tensor:
+    """(B, C, H, W) as (B, C, N, 1), the N pixels where `valid` (H, W) holds, for the
+    metrics that average over pixels; the cube itself where valid is None."""
+    return cube if valid is None else cube[..., valid][..., None]
 
 
-__all__ = ["psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "all_metrics"]
+def all_metrics(pred, target, scale: int, data_range: float = 1.0, valid=None) -> dict:
+    """Every metric of one (B, C, H, W) pair, by name; data_range is PSNR's and SSIM's peak.
+    valid: an (H, W) mask of the pixels with data, or None; the others are left out of the
+    per-pixel metrics (PSNR, SAM, ERGAS, RMSE), and the windowed ones (SSIM, UIQI) see the
+    truth there."""
+    windowed = pred if valid is None else torch.where(valid, pred, target)
+    pixels, truth = valid_pixels(pred, valid), valid_pixels(target, valid)
+    return {"psnr": psnr(pixels, truth, data_range), "sam": sam(pixels, truth), "ergas": ergas(pixels, truth, scale),
+            "ssim": ssim(windowed, target, data_range), "rmse": rmse(pixels, truth), "uiqi": uiqi(windowed, target)}
+
+
+__all__ = ["psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "all_metrics", "valid_pixels"]

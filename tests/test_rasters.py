@@ -276,3 +276,55 @@ def test_the_real_houston_pair_fuses_alike_from_envi_and_geotiff_and_from_its_ma
     with rasterio.open(tmp_path / "from_rasters" / "fused.img") as fused:
         assert fused.res == (0.25, 0.25) and fused.crs.to_epsg() == 32633
         np.testing.assert_array_equal(fused.read().transpose(1, 2, 0), from_mat)
+
+
+def test_a_dataset_folder_of_envi_scenes_leaves_no_data_out_of_scale_patches_and_scores(tmp_path, capsys):
+    scenes = {name: (synthetic_scene(64, 8, seed=i).numpy() * 4000).astype(np.int16) for i, name in
+              enumerate(["field_a", "field_b"])}
+    scenes["field_a"][:, :, :24] = NODATA  # a no-data stripe a third of the scene wide
+    (tmp_path / "data").mkdir()
+    for name, cube in scenes.items():
+        write_envi(tmp_path / "data" / name, cube, nodata=NODATA)
+    from dhif.data import PatchDataset, load_scenes
+
+    loaded = load_scenes(tmp_path / "data")
+    assert list(loaded.valid) == ["field_a"] and not loaded.valid["field_a"][:, :24].any()
+    assert loaded.factors["field_a"] == pytest.approx(robust_peak(scenes["field_a"][:, :, 24:].astype(np.float64)))
+    marked = {name: cube.clone() for name, cube in loaded.cubes.items()}
+    marked["field_a"][:, ~loaded.valid["field_a"]] = float("nan")  # a patch touching no-data would show it
+    patches = PatchDataset(marked, 4, torch.full((3, 8), 1 / 8), patch=32, samples=64, valid=loaded.valid)
+    assert all(not torch.isnan(patches[i][2]).any() for i in range(len(patches)))
+    out = tmp_path / "results"
+    assert main(["test", "--data", str(tmp_path / "data"), "--scale", "4", "--srf", str(_srf_file(tmp_path)),
+                 "--baselines", "cs", "--no-figures", "--device", "cpu", "--out", str(out)]) == 0
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["pixels_without_data"] == {"field_a": 64 * 24}
+    rows = json.loads((out / "metrics.json").read_text())
+    assert all(np.isfinite(row["psnr"]) for row in rows)
+
+
+def _srf_file(folder):
+    """Three overlapping channels over 8 bands."""
+    srf = np.zeros((3, 8))
+    for channel, (start, stop) in enumerate([(0, 3), (2, 6), (5, 8)]):
+        srf[channel, start:stop] = 1 / (stop - start)
+    np.save(folder / "srf.npy", srf)
+    return folder / "srf.npy"
+
+
+def test_pixel_metrics_leave_out_the_pixels_without_data():
+    from dhif import metrics
+
+    truth = torch.rand(1, 4, 32, 32) + 0.1
+    pred = truth + 0.01 * torch.randn_like(truth)
+    valid = torch.ones(32, 32, dtype=torch.bool)
+    valid[:6] = False
+    spoiled = pred.clone()
+    spoiled[..., :6, :] = 1e6  # whatever a method returns where there is no data
+    masked = metrics.all_metrics(spoiled, truth, 4, valid=valid)
+    pred, truth = pred[..., 6:, :], truth[..., 6:, :]
+    cropped = {"psnr": metrics.psnr(pred, truth), "sam": metrics.sam(pred, truth),
+               "ergas": metrics.ergas(pred, truth, 4), "rmse": metrics.rmse(pred, truth)}
+    for name, value in cropped.items():
+        assert masked[name] == pytest.approx(value, rel=1e-5), name
+    assert np.isfinite(masked["ssim"]) and masked["ssim"] <= 1

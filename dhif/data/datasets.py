@@ -61,55 +61,6 @@ def random_rot_flip(tensors, rng: np.random.Generator) -> list:
     return out
 
 
-class PatchDataset(EpochSampledDataset):
-    """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
-    a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI."""
-
-    def __init__(self, scenes, scale: int, srf: torch.Tensor, patch: int = 96, samples: int = 20000,
-                 sigma: float = 2.0, seed: int = 0, augment: bool = True):
-        super().__init__(samples, seed)
-        self.scenes = list(scenes.values()) if isinstance(scenes, dict) else list(scenes)
-        if not self.scenes:
-            raise ValueError("PatchDataset: no scenes")
-        if patch % scale:
-            raise ValueError(f"PatchDataset: patch {patch} is not divisible by the scale {scale}")
-        for cube in self.scenes:
-            if min(cube.shape[1:]) < patch:
-                raise ValueError(f"PatchDataset: a scene of size {tuple(cube.shape[1:])} is smaller than the "
-                                 f"patch {patch}")
-        self.scale, self.srf, self.patch, self.sigma, self.augment = scale, srf, patch, sigma, augment
-
-    def __getitem__(self, index):
-        rng = self.rng(index)
-        cube = self.scenes[rng.integers(len(self.scenes))]
-        top = rng.integers(cube.shape[1] - self.patch + 1)
-        left = rng.integers(cube.shape[2] - self.patch + 1)
-        hr = cube[:, top:top + self.patch, left:left + self.patch]
-        hr = random_rot_flip([hr], rng)[0] if self.augment else hr.contiguous()
-        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr
-
-
-class SceneDataset(Dataset):
-    """Whole images: (lr_hsi, hr_msi, hr_hsi, name), cropped to a multiple of the scale.
-    factors: name -> the factor that brings a scene back to its units (default 1);
-    unit_range: the data are known to lie in [0, 1] (CAVE), so results are clipped to it
-    and PSNR's peak is 1; wavelengths: the bands' centres in nm, for figures, where known."""
-
-    def __init__(self, scenes: dict, scale: int, srf: torch.Tensor, sigma: float = 2.0, factors: dict = None,
-                 unit_range: bool = True, wavelengths=None):
-        self.names = list(scenes)
-        self.scenes, self.scale, self.srf, self.sigma = scenes, scale, srf, sigma
-        self.factors, self.unit_range, self.wavelengths = factors or {}, unit_range, wavelengths
-
-    def __len__(self):
-        return len(self.names)
-
-    def __getitem__(self, index):
-        name = self.names[index]
-        hr = crop_to_multiple(self.scenes[name], self.scale).contiguous()
-        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr, name
-
-
 def corners_with_data(valid: torch.Tensor, scale: int, patch: int) -> torch.Tensor:
     """(N, 2) top-left corners, on the scale's grid, of the patch x patch windows of an
     (H, W) mask in which every pixel has data."""
@@ -119,6 +70,81 @@ def corners_with_data(valid: torch.Tensor, scale: int, patch: int) -> torch.Tens
     l = torch.arange(0, valid.shape[1] - patch + 1, scale)[None, :]  # noqa: E741
     inside = missing[t + patch, l + patch] - missing[t, l + patch] - missing[t + patch, l] + missing[t, l]
     return torch.nonzero(inside == 0) * scale
+
+
+class PatchDataset(EpochSampledDataset):
+    """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
+    a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI.
+    valid: {scene name: (H, W) mask} for scenes (a dict) with no-data pixels, whose patches
+    are drawn only where every pixel has data."""
+
+    def __init__(self, scenes, scale: int, srf: torch.Tensor, patch: int = 96, samples: int = 20000,
+                 sigma: float = 2.0, seed: int = 0, augment: bool = True, valid: dict = None):
+        super().__init__(samples, seed)
+        names = list(scenes) if isinstance(scenes, dict) else [None] * len(scenes)
+        self.scenes = list(scenes.values()) if isinstance(scenes, dict) else list(scenes)
+        if not self.scenes:
+            raise ValueError("PatchDataset: no scenes")
+        if patch % scale:
+            raise ValueError(f"PatchDataset: patch {patch} is not divisible by the scale {scale}")
+        for cube in self.scenes:
+            if min(cube.shape[1:]) < patch:
+                raise ValueError(f"PatchDataset: a scene of size {tuple(cube.shape[1:])} is smaller than the "
+                                 f"patch {patch}")
+        self.corners = [self._corners(name, (valid or {}).get(name), patch) for name in names]
+        self.scale, self.srf, self.patch, self.sigma, self.augment = scale, srf, patch, sigma, augment
+
+    @staticmethod
+    def _corners(name, valid, patch: int):
+        if valid is None:
+            return None
+        corners = corners_with_data(valid, 1, patch)
+        if not len(corners):
+            raise ValueError(f"scene {name} has no {patch} x {patch} patch free of no-data pixels; leave it out or "
+                             "train with a smaller --patch")
+        return corners
+
+    def __getitem__(self, index):
+        rng = self.rng(index)
+        which = rng.integers(len(self.scenes))
+        cube, corners = self.scenes[which], self.corners[which]
+        if corners is None:
+            top = rng.integers(cube.shape[1] - self.patch + 1)
+            left = rng.integers(cube.shape[2] - self.patch + 1)
+        else:
+            top, left = (int(v) for v in corners[rng.integers(len(corners))])
+        hr = cube[:, top:top + self.patch, left:left + self.patch]
+        hr = random_rot_flip([hr], rng)[0] if self.augment else hr.contiguous()
+        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr
+
+
+class SceneDataset(Dataset):
+    """Whole images: (lr_hsi, hr_msi, hr_hsi, name), cropped to a multiple of the scale.
+    factors: name -> the factor that brings a scene back to its units (default 1);
+    unit_range: the data are known to lie in [0, 1] (CAVE), so results are clipped to it
+    and PSNR's peak is 1; wavelengths: the bands' centres in nm, for figures, where known;
+    valid: name -> (H, W) mask of the pixels with data, for scenes that have no-data pixels."""
+
+    def __init__(self, scenes: dict, scale: int, srf: torch.Tensor, sigma: float = 2.0, factors: dict = None,
+                 unit_range: bool = True, wavelengths=None, valid: dict = None):
+        self.names = list(scenes)
+        self.scenes, self.scale, self.srf, self.sigma = scenes, scale, srf, sigma
+        self.factors, self.unit_range, self.wavelengths = factors or {}, unit_range, wavelengths
+        self.valid = valid or {}
+
+    def pixels_with_data(self, name: str):
+        """The (H, W) mask of a scene's pixels with data, cropped as its images are, or None."""
+        valid = self.valid.get(name)
+        return None if valid is None else valid[:valid.shape[0] - valid.shape[0] % self.scale,
+                                                :valid.shape[1] - valid.shape[1] % self.scale]
+
+    def __len__(self):
+        return len(self.names)
+
+    def __getitem__(self, index):
+        name = self.names[index]
+        hr = crop_to_multiple(self.scenes[name], self.scale).contiguous()
+        return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr, name
 
 
 class PairPatchDataset(EpochSampledDataset):

@@ -1,5 +1,6 @@
 """Pixels without data (a raster's no-data value): found, filled so that no sentinel value
-reaches a blur, a scale or the network, and left out of training, scaling and scores."""
+reaches a blur, a scale or the network, and left out of training, scaling and scores
+(dhif.metrics.valid_pixels)."""
 import math
 
 import torch
@@ -34,9 +35,3 @@ def pair_valid(lr_valid, msi_valid, scale: int, lr_size: tuple, msi_size: tuple)
     low = lr_valid & msi_blocks
     high = msi_valid & lr_valid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
     return low, high
-
-
-def valid_pixels(cube: torch.Tensor, valid) -> torch.Tensor:
-    """(B, C, H, W) as (B, C, N, 1), the N pixels where `valid` (H, W) holds, for the
-    metrics that average over pixels; the cube itself where valid is None."""
-    return cube if valid is None else cube[..., valid][..., None]

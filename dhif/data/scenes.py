@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .rasters import ENVI_DATA_SUFFIXES
-from .readers import _guess_layout, read_cave_scene
+from .readers import _guess_layout, load_cube, read_cave_scene
 from .units import robust_peak
 
 CUBE_SUFFIXES = (".mat", ".npy", ".npz", ".h5", ".hdf5", ".tif", ".tiff", ".hdr")
@@ -90,18 +90,30 @@ class Scenes:
     cubes: dict    # name -> (C, H, W) float32 tensor or MappedCube, as the network sees it
     factors: dict  # name -> float: the scene in its own units is cube * factor
     scaling: str   # a key of SCALINGS
+    valid: dict = dataclasses.field(default_factory=dict)  # name -> (H, W) bool, for scenes with no-data pixels
+
+
+def _read_scene(path: Path) -> tuple:
+    """(float32 (C, H, W) cube, its (H, W) mask of pixels with data or None)."""
+    if path.is_dir():
+        return read_cave_scene(path, bands=None), None
+    cube = load_cube(path)
+    return cube.data.float(), cube.valid
 
 
 def load_scenes(root, names=None, require_all: bool = False, scaling: str = "peak") -> Scenes:
-    """The scenes found under root (find_scenes), scaled for the network (SCALINGS).
-    .npy files scaled by their peak stay on disk as MappedCubes."""
-    cubes, factors = {}, {}
+    """The scenes found under root (find_scenes), scaled for the network (SCALINGS), with
+    the masks of those that have no-data pixels (left out of the peak). .npy files scaled by
+    their peak stay on disk as MappedCubes."""
+    cubes, factors, masks = {}, {}, {}
     for name, path in find_scenes(root, names, require_all).items():
         mapped = scaling == "peak" and path.suffix.lower() == ".npy"
-        cube = np.load(path, mmap_mode="r") if mapped else read_cave_scene(path, bands=None)
-        factors[name] = robust_peak(cube) if scaling == "peak" else 1.0
+        cube, valid = (np.load(path, mmap_mode="r"), None) if mapped else _read_scene(path)
+        if valid is not None:
+            masks[name] = valid
+        factors[name] = robust_peak(cube if valid is None else cube[:, valid]) if scaling == "peak" else 1.0
         if not factors[name]:
             raise ValueError(f"scene {name} ({path}) is zero everywhere; check the file or leave it out")
         # In place: a large scene is not held twice.
         cubes[name] = MappedCube(path, factors[name]) if mapped else cube.div_(factors[name])
-    return Scenes(cubes, factors, scaling)
+    return Scenes(cubes, factors, scaling, masks)
