@@ -155,8 +155,12 @@ def test_a_tiff_stack_of_pages_is_still_read_as_an_array(tmp_path):
 
 def test_an_envi_scene_in_a_dataset_folder_is_one_scene(tmp_path):
     write_envi(tmp_path / "field", cube(), data_suffix=".dat")
+    write_envi(tmp_path / "orchard", cube())
+    (tmp_path / "orchard.hdr").rename(tmp_path / "orchard.img.hdr")  # the other way to name a header
     np.save(tmp_path / "lab.npy", cube().astype(np.float32))
-    assert sorted(find_scenes(tmp_path)) == ["field", "lab"]
+    found = find_scenes(tmp_path)
+    assert sorted(found) == ["field", "lab", "orchard"]
+    assert load_cube(found["orchard"]).data.shape == (5, 12, 9)
 
 
 def _georeference(pixel, origin=ORIGIN, crs="EPSG:32633"):

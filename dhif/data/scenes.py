@@ -19,8 +19,11 @@ def _scene_name(path: Path):
     is the scene of its header)."""
     if path.is_dir():
         return path.name[:-3] if path.name.endswith("_ms") else None
-    if path.suffix.lower() in ENVI_DATA_SUFFIXES and path.with_suffix(".hdr").is_file():
+    headers = (path.with_suffix(".hdr"), path.with_name(path.name + ".hdr"))
+    if path.suffix.lower() in ENVI_DATA_SUFFIXES and any(h.is_file() for h in headers):
         return None
+    if path.name.lower().endswith(tuple(s + ".hdr" for s in ENVI_DATA_SUFFIXES if s)):  # x.img.hdr: scene x
+        return path.name.rsplit(".", 2)[0]
     return path.stem if path.suffix.lower() in CUBE_SUFFIXES else None
 # How a dataset's values reach the network (recorded in checkpoints and results).
 SCALINGS = {
