@@ -223,10 +223,12 @@ def circular_blur_numpy(cube, scale, sigma):
     return out
 
 
-@pytest.mark.parametrize("scale", [4, 8, 16])
-def test_degrade_matches_direct_circular_convolution(scale):
-    cube = torch.rand(3, 32, 48, dtype=torch.float64)
-    expected = circular_blur_numpy(cube.numpy(), scale, 2.0)[..., scale // 2 - 1::scale, scale // 2 - 1::scale]
+@pytest.mark.parametrize("scale, start", [(3, 1), (4, 1), (5, 2), (8, 3), (16, 7)])
+def test_degrade_matches_direct_circular_convolution(scale, start):
+    """The authors keep pixels from scale // 2 - 1 (3 at x8); at odd scales the centre of the
+    blur window, so that an LR pixel lies over the middle of its block."""
+    cube = torch.rand(3, 2 * scale * 3, 2 * scale * 5, dtype=torch.float64)
+    expected = circular_blur_numpy(cube.numpy(), scale, 2.0)[..., start::scale, start::scale]
     np.testing.assert_allclose(degrade(cube, scale).numpy(), expected, atol=1e-12)
 
 

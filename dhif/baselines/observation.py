@@ -1,6 +1,6 @@
 """What the classical methods know of how the two images were made: the scale, the blur
-(a Gaussian PSF in a scale x scale window, decimation from pixel scale // 2 - 1, as the
-authors' protocol) and the spectral response, given or estimated from the pair."""
+(a Gaussian PSF in a scale x scale window, decimation from dhif.data.degrade's
+decimation_start, as the authors' protocol) and the spectral response, given or estimated from the pair."""
 from dataclasses import dataclass
 
 import torch

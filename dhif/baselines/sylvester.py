@@ -3,7 +3,7 @@ Dobigeon, Tourneret, IEEE TIP 24(11), 2015, "Fast fusion of multi-band images ba
 solving a Sylvester equation"."""
 import torch
 
-from ..data.degrade import gaussian_psf, psf_to_otf, upsample_bicubic
+from ..data.degrade import decimation_start, gaussian_psf, psf_to_otf, upsample_bicubic
 from .observation import Observation, msi_in_hsi_units, response
 
 
@@ -29,7 +29,7 @@ def fuse_sylvester(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observation: Obse
     energy = decomposition.S[..., :basis.shape[-1]].pow(2)
     confidence = energy[..., :1] / energy.clamp_min(1e-12 * energy[..., :1])  # 1 for the leading component
     # Work on a grid rolled so that the decimation keeps pixels 0, scale, 2 scale, ...
-    start = max(scale // 2 - 1, 0)
+    start = decimation_start(scale)
     rolled = lambda image, sign: torch.roll(image, shifts=(sign * start, sign * start), dims=(-2, -1))
     project = lambda matrix, image: torch.einsum("bcp,bchw->bphw", matrix, image)
     filled = hsi.new_zeros(batch, basis.shape[-1], height * scale, width * scale)

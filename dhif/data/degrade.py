@@ -30,16 +30,23 @@ def blur(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0) -> torch.Tensor:
     return torch.fft.ifft2(spectrum).real.to(hr_hsi.dtype)
 
 
+def decimation_start(scale: int) -> int:
+    """The first HR pixel that the LR-HSI keeps on each axis: the authors' scale // 2 - 1 at
+    even scales (3 at x8, 7 at x16), and at odd ones the centre of the blur window, where a
+    sensor's LR pixel lies over its block of HR pixels (1 at x3)."""
+    return (scale - 1) // 2
+
+
 def degrade(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0, snr_db: float = None,
             generator: torch.Generator = None) -> torch.Tensor:
     """The LR-HSI of (C, H, W) or (B, C, H, W) by the authors' protocol: circular Gaussian
-    blur, then every scale-th pixel from index scale // 2 - 1. With snr_db, white Gaussian
+    blur, then every scale-th pixel from decimation_start(scale). With snr_db, white Gaussian
     noise at that signal-to-noise ratio (per image) is added."""
     if hr_hsi.dim() not in (3, 4):
         raise ValueError(f"degrade: expected (C, H, W) or (B, C, H, W), got shape {tuple(hr_hsi.shape)}")
     if scale < 1 or hr_hsi.shape[-1] % scale or hr_hsi.shape[-2] % scale:
         raise ValueError(f"degrade: the size {tuple(hr_hsi.shape[-2:])} is not divisible by the scale {scale}")
-    start = max(scale // 2 - 1, 0)
+    start = decimation_start(scale)
     lr = blur(hr_hsi, scale, sigma)[..., start::scale, start::scale]
     if snr_db is not None:
         power = lr.pow(2).mean(dim=(-3, -2, -1), keepdim=True)

@@ -7,7 +7,7 @@ which matters when training time is short (the demo).
 """
 import torch
 
-from ..data.degrade import gaussian_psf
+from ..data.degrade import decimation_start, gaussian_psf
 from .dhif_net import DHIFNet, spatial_factors
 
 
@@ -28,9 +28,9 @@ def init_observation_operators(model: DHIFNet, srf: torch.Tensor, sigma: float =
     down, up = model.spatial_down[0], model.spatial_up[0]
     padding = down.padding[0]
     # lr[i] = sum_j psf[j] z[scale * i + offset - j] (blur centred at scale // 2, samples
-    # from max(scale // 2 - 1, 0)) = sum_k w[k] z[scale * i - padding + k]
-    # =>  w[offset - j + padding] = psf[j]; offset = scale - 1 for even scales.
-    offset = max(scale // 2 - 1, 0) + scale // 2
+    # from decimation_start(scale)) = sum_k w[k] z[scale * i - padding + k]
+    # =>  w[offset - j + padding] = psf[j]; offset = scale - 1 at every scale.
+    offset = decimation_start(scale) + scale // 2
     first = offset - (scale - 1) + padding
     psf = gaussian_psf(scale, sigma).to(srf).flip(0, 1)
     kernel = torch.zeros(down.weight.shape[-2:], dtype=srf.dtype, device=srf.device)
