@@ -332,3 +332,14 @@ def test_pixel_metrics_leave_out_the_pixels_without_data():
     for name, value in cropped.items():
         assert masked[name] == pytest.approx(value, rel=1e-5), name
     assert np.isfinite(masked["ssim"]) and masked["ssim"] <= 1
+
+
+def test_an_lr_hsi_georeference_alone_is_refined_to_the_fused_grid(tmp_path):
+    argv = _sensor_pair(tmp_path, 4)
+    msi = load_cube(tmp_path / "msi.tif").data.numpy()
+    np.save(tmp_path / "msi.npy", msi)  # the HR-MSI as a bare array: no georeference
+    argv[argv.index("--hr-msi") + 1] = str(tmp_path / "msi.npy")
+    assert main(argv + ["--msi-layout", "chw", "--out", str(tmp_path / "out")]) == 0
+    with rasterio.open(tmp_path / "out" / "fused.img") as fused:  # ENVI: the LR-HSI's own format
+        assert tuple(fused.transform)[:6] == (7.5, 0.0, ORIGIN[0], 0.0, -7.5, ORIGIN[1])
+        assert fused.crs.to_epsg() == 32633 and fused.shape == msi.shape[1:]
