@@ -265,3 +265,19 @@ def test_dhif_fuse_with_no_baselines(tmp_path, capsys):
     assert "no baselines chosen" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert set(report["reduced_resolution"]) == {"dhif", "protocol"} and report["baselines"]["methods"] == []
+
+
+def test_component_substitution_of_a_grey_image_stored_as_rgb_is_that_of_the_grey_image():
+    """Three equal channels make the regression singular; the gains of least norm inject the
+    detail of the one image they are."""
+    from dhif.baselines import Observation, component_substitution
+    from dhif.data import degrade
+    from dhif.data.synthetic import synthetic_scene
+
+    scene = synthetic_scene(64, 8, seed=3)[None]
+    grey = scene.mean(1, keepdim=True)
+    lr, observation = degrade(scene[0], 4)[None], Observation(4)
+    expected = component_substitution(lr, grey, observation)
+    result = component_substitution(lr, grey.expand(-1, 3, -1, -1).contiguous(), observation)
+    assert torch.isfinite(result).all()
+    torch.testing.assert_close(result, expected, atol=1e-4, rtol=1e-4)

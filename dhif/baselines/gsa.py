@@ -20,7 +20,13 @@ def component_substitution(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observati
     target = lr_hsi.flatten(2)  # (B, bands, n)
     gram = design @ design.transpose(1, 2)
     ridge = torch.diag_embed(1e-10 * gram.diagonal(dim1=1, dim2=2))  # relative: the same in any units
-    gains = torch.linalg.solve(gram + ridge, design @ target.transpose(1, 2)).transpose(1, 2)  # (B, bands, k+1)
+    moments = design @ target.transpose(1, 2)
+    solved, info = torch.linalg.solve_ex(gram + ridge, moments)
+    # Channels that repeat one another (a grey image stored as RGB) leave the Gram matrix
+    # singular: the least-squares gains of least norm then, which inject the same detail.
+    # Both are computed, and one is chosen without leaving the graph (torch.compile).
+    least_norm = torch.linalg.pinv(gram + ridge, hermitian=True) @ moments
+    gains = torch.where((info == 0)[:, None, None], solved, least_norm).transpose(1, 2)  # (B, bands, k+1)
     detail = hr_msi - upsample_bicubic(low_msi, observation.scale)
     injected = torch.einsum("bck,bkhw->bchw", gains[..., :-1], detail)
     return upsample_bicubic(lr_hsi, observation.scale) + injected
