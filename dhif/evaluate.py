@@ -10,10 +10,11 @@ from . import metrics
 from .baselines import DEFAULT_BASELINES, Observation, chosen_baselines, run_baseline
 from .data import SceneDataset
 from .data.units import clip_to_input_range
+from .data.writers import save_cube
 from .inference import reconstruct_image, resolve_tile
 from .outputs import claim_output, write_atomic
 from .profiling import timed_call
-from .report import save_cube, save_figures, write_table
+from .report import save_figures, write_table
 
 # What evaluate() writes in its output folder.
 OUTPUTS = ("metrics.csv", "metrics.json", "figures", "cubes")

@@ -23,13 +23,14 @@ from .data.datasets import corners_with_data
 from .data.nodata import pair_valid
 from .data.rasters import WRITE_DRIVERS, Georeference, check_registration, raster_files, write_raster
 from .data.units import check_not_constant, clip_to_input_range, robust_peak
+from .data.writers import save_cube
 from .devices import pick_device
 from .inference import reconstruct_image, resolve_tile
 from .metrics import ergas, psnr, sam, valid_pixels
 from .models.dhif_net import SCALES
 from .outputs import claim_output, write_atomic
 from .profiling import timed_call
-from .report import METHOD_NAMES, save_cube, save_figures
+from .report import METHOD_NAMES, save_figures
 from .training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
 DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512

@@ -1,5 +1,5 @@
-"""What a run leaves to look at: PNG figures, saved cubes and metric tables (the folder
-they go to is dhif.outputs')."""
+"""What a run leaves to look at: PNG figures and metric tables (the folder they go to is
+dhif.outputs'; cube files are dhif.data.writers')."""
 import csv
 import io
 import json
@@ -127,24 +127,6 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
     fig.tight_layout()
     fig.savefig(out_dir / f"{name}_spectra.png", dpi=100)
     plt.close(fig)
-
-
-def save_cube(path: Path, cube: np.ndarray, layout: str = None):
-    """(C, H, W) written atomically as .npy or as .mat with key 'hsi', with its axes in
-    `layout` ('chw' or 'hwc'); by default .npy is (C, H, W) and .mat (H, W, C), like the
-    authors' files."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    layout = layout or ("hwc" if path.suffix == ".mat" else "chw")
-    array = np.ascontiguousarray(cube.transpose(1, 2, 0)) if layout == "hwc" else cube
-    if path.suffix == ".mat":
-        from scipy.io import savemat
-
-        savemat(buffer, {"hsi": array}, do_compression=True)
-    else:
-        np.save(buffer, array)
-    write_atomic(path, buffer.getvalue())
 
 
 def summarise(rows: list) -> list:
