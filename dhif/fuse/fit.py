@@ -1,0 +1,50 @@
+"""The model that `dhif fuse` trains on the pair itself at reduced resolution (Wald's
+protocol): both inputs degraded by the scale, the given LR-HSI as the target."""
+import math
+import time
+
+from ..data import PairPatchDataset, crop_to_multiple, degrade
+from ..data.datasets import corners_with_data
+from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
+
+DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512
+
+
+def training_patch(lr_size: tuple, scale: int, lr_valid=None) -> int:
+    """The side of the patches that a model trained on the pair learns from: multiples that
+    the scale and the U-Net both divide, near 64 pixels (64 at powers of two), smaller where
+    pixels without data leave no larger window; a ValueError where none is left."""
+    unit = math.lcm(scale, 16)  # the U-Net divides the degraded LR-HSI by 16
+    height, width = (size - size % (scale * 16) for size in lr_size)
+    largest = min(unit * max(1, 64 // unit), height, width)
+    for patch in range(largest, unit - 1, -unit):
+        if lr_valid is None or len(corners_with_data(lr_valid[:height, :width], scale, patch)):
+            return patch
+    raise ValueError(f"no {unit} x {unit} patch of the LR-HSI is free of no-data pixels: there is too little data "
+                     "to train on; give a trained model (--checkpoint or --pretrained)")
+
+
+def train_on_pair(settings, lr_hsi, hr_msi, scale, out, lr_valid=None):
+    """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI, on patches
+    where the LR-HSI has data (lr_valid); returns (the model, what was trained)."""
+    target = crop_to_multiple(lr_hsi, scale * 16)
+    valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
+    msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
+    patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
+    steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
+    config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
+                              msi_channels=hr_msi.shape[0], stages=settings.stages, width=settings.width,
+                              head_width=settings.head_width, patch=patch, lr=1e-3, device=settings.device,
+                              seed=settings.seed, time_limit=settings.minutes * 60 if settings.minutes else None)
+    budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
+    print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
+          f"({tuple(degrade(target, scale).shape)} + {tuple(degrade(msi, scale).shape)} -> {tuple(target.shape)})",
+          flush=True)
+    started = time.time()
+    result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
+                                            config.samples_per_epoch, settings.seed, valid))
+    trained = {"trained_here": True, "steps": result.epoch * SHORT_RUN_STEPS_PER_EPOCH,
+               "seconds": round(time.time() - started, 1), "settings": {
+                   **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,
+                   "seed": settings.seed}}
+    return result.model, trained
