@@ -162,7 +162,7 @@ def cmd_train(args):
     print(f"training on {len(train_scenes.cubes)} scenes: {', '.join(train_scenes.cubes)}", flush=True)
     dataset = PatchDataset(train_scenes.cubes, config.scale, srf, config.patch, config.samples_per_epoch,
                            config.sigma, config.seed, valid=train_scenes.valid)
-    validate = scene_validator(val_scenes.cubes, config, srf) if val_scenes else None
+    validate = scene_validator(val_scenes.cubes, config, srf, val_scenes.valid) if val_scenes else None
     result = train(config, dataset, validate, srf, apply_changes=args.apply_changes)
     print(json.dumps(result.summary()))
 

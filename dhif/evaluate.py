@@ -124,18 +124,22 @@ def score_scenes(model, dataset: SceneDataset, device, settings: ScoreSettings, 
     return rows
 
 
-def scene_validator(scenes: dict, config, srf: torch.Tensor):
-    """validate(model, device) -> mean PSNR over whole simulated scenes (tiles: config.val_tile)."""
-    dataset = SceneDataset(scenes, config.scale, srf, config.sigma)
+def scene_validator(scenes: dict, config, srf: torch.Tensor, valid: dict = None):
+    """validate(model, device) -> mean PSNR over whole simulated scenes (tiles: config.val_tile),
+    over the pixels with data of scenes that have a mask in `valid`."""
+    dataset = SceneDataset(scenes, config.scale, srf, config.sigma, valid=valid)
 
     def validate(model, device) -> float:
         model.eval()
         values = []
         with torch.no_grad():
-            for lr, msi, hr, _ in dataset:
+            for lr, msi, hr, name in dataset:
                 lr, msi = lr[None].to(device), msi[None].to(device)
                 pred = reconstruct_image(model, lr, msi, resolve_tile(config.val_tile, model, lr, msi)[0])
-                values.append(metrics.psnr(pred.clamp(0, 1), hr[None].to(device)))
+                mask = dataset.pixels_with_data(name)
+                mask = None if mask is None else mask.to(device)
+                values.append(metrics.psnr(metrics.valid_pixels(pred.clamp(0, 1), mask),
+                                           metrics.valid_pixels(hr[None].to(device), mask)))
         model.train()
         return sum(values) / len(values)
 

@@ -145,6 +145,17 @@ def test_geotiff_reads_its_crs_transform_and_no_data(tmp_path):
     assert int((~read.valid).sum()) == 1 and not read.valid[0, 0]
 
 
+def test_an_erdas_imagine_img_without_a_header_is_read_by_gdal(tmp_path):
+    stored = cube(height=16, width=16)
+    profile = dict(driver="HFA", count=5, height=16, width=16, dtype="int16", crs="EPSG:32633",
+                   transform=north_up(30.0))
+    with rasterio.open(tmp_path / "scene.img", "w", **profile) as dataset:
+        dataset.write(stored)
+    read = load_cube(tmp_path / "scene.img")
+    assert torch.equal(read.data, torch.from_numpy(stored.astype(np.float32)))
+    assert read.georeference.pixel_size() == (30.0, 30.0)
+
+
 def test_a_tiff_stack_of_pages_is_still_read_as_an_array(tmp_path):
     tifffile = pytest.importorskip("tifffile")
     stored = np.random.default_rng(0).random((20, 20, 31)).astype(np.float32)
@@ -343,3 +354,22 @@ def test_an_lr_hsi_georeference_alone_is_refined_to_the_fused_grid(tmp_path):
     with rasterio.open(tmp_path / "out" / "fused.img") as fused:  # ENVI: the LR-HSI's own format
         assert tuple(fused.transform)[:6] == (7.5, 0.0, ORIGIN[0], 0.0, -7.5, ORIGIN[1])
         assert fused.crs.to_epsg() == 32633 and fused.shape == msi.shape[1:]
+
+
+def test_validation_during_training_scores_the_pixels_with_data_only():
+    from dhif.evaluate import scene_validator
+    from dhif.inference import reconstruct_image
+    from dhif.metrics import psnr
+    from dhif.models import DHIFNet
+    from dhif.training import TrainConfig
+
+    config = TrainConfig(scale=4, stages=1, width=4, head_width=8, val_tile=0)
+    model, srf = DHIFNet(config), spectral_response("nikon_d700", 31)
+    scene = synthetic_scene(64, 31, seed=2)
+    valid = torch.ones(64, 64, dtype=torch.bool)
+    valid[:, :40] = False
+    masked = scene_validator({"a": scene}, config, srf, {"a": valid})(model, "cpu")
+    whole = scene_validator({"a": scene}, config, srf)(model, "cpu")
+    with torch.no_grad():
+        pred = reconstruct_image(model.eval(), degrade(scene, 4)[None], to_msi(scene, srf)[None], 0).clamp(0, 1)
+    assert masked == pytest.approx(psnr(pred[..., 40:], scene[None, ..., 40:]), rel=1e-6) and masked != whole

@@ -106,6 +106,19 @@ def envi_files(path: Path) -> tuple:
                             "is a .hdr file and its data file")
 
 
+def _is_erdas_imagine(path: Path) -> bool:
+    """An .img file without a header may be ERDAS Imagine's format (HFA), which GDAL reads."""
+    import rasterio
+
+    if path.suffix.lower() != ".img" or not path.is_file():
+        return False
+    try:
+        with _quiet(), rasterio.open(path) as dataset:
+            return dataset.driver == "HFA"
+    except rasterio.errors.RasterioError:
+        return False
+
+
 def _check_envi_size(header: Path, data_file: Path, dataset):
     """GDAL reads a data file shorter than its header says as zeros; refuse it instead."""
     envi = dataset.tags(ns="ENVI")
@@ -166,7 +179,11 @@ def read_raster(path: Path) -> Raster:
 
     header = None
     if path.suffix.lower() in ENVI_SUFFIXES:
-        header, path = envi_files(path)
+        try:
+            header, path = envi_files(path)
+        except FileNotFoundError:
+            if not _is_erdas_imagine(path):
+                raise
     try:
         with _quiet(), rasterio.open(path) as dataset:
             if header is not None:

@@ -214,7 +214,7 @@ class CubeFile:
     dtype: str           # as stored, e.g. 'uint16'
     wavelengths: np.ndarray = None  # nm per band, where the file gives them
     wavelength_problem: str = None  # why the file's wavelengths are unusable, where they are
-    format: str = None   # 'envi' or 'tif' for rasters (they keep a georeference), else None
+    format: str = None   # for rasters (they keep a georeference), the format to write: 'envi' or 'tif'; else None
     georeference: Georeference = None
     nodata: float = None  # the file's no-data value
     valid: torch.Tensor = None  # (H, W) bool: pixels with data, where some have none
@@ -249,7 +249,7 @@ def _load_raster(path: Path, layout: str) -> CubeFile:
     dtype = np.float64 if raster.data.dtype == np.float64 else np.float32
     data = torch.from_numpy(raster.data.astype(dtype))
     valid = mask_nodata(data, raster.nodata, path)
-    fmt = "envi" if raster.driver == "ENVI" else "tif"
+    fmt = "envi" if raster.driver == "ENVI" else "tif"  # GeoTIFF, and what dhif cannot write (ERDAS Imagine)
     return CubeFile(data, str(path), None, "chw", raster.data.dtype.name, raster.wavelengths,
                     raster.wavelength_problem, fmt, raster.georeference, raster.nodata, valid, raster.units,
                     raster.scale_factor)
