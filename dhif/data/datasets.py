@@ -135,8 +135,7 @@ class SceneDataset(Dataset):
     def pixels_with_data(self, name: str):
         """The (H, W) mask of a scene's pixels with data, cropped as its images are, or None."""
         valid = self.valid.get(name)
-        return None if valid is None else valid[:valid.shape[0] - valid.shape[0] % self.scale,
-                                                :valid.shape[1] - valid.shape[1] % self.scale]
+        return None if valid is None else crop_to_multiple(valid[None], self.scale)[0]
 
     def __len__(self):
         return len(self.names)

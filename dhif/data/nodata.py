@@ -23,6 +23,11 @@ def mask_nodata(data: torch.Tensor, nodata, path) -> torch.Tensor:
     return valid
 
 
+def nodata_for_json(value):
+    """A no-data value as JSON can hold it: NaN (a common one) as the string 'nan'."""
+    return value if value is None or math.isfinite(value) else str(value)
+
+
 def pair_valid(lr_valid, msi_valid, scale: int, lr_size: tuple, msi_size: tuple) -> tuple:
     """(LR mask, HR mask) of a pair, each None where all pixels have data: an LR pixel has
     data where it and every HR-MSI pixel under it have; an HR pixel where it and the LR

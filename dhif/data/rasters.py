@@ -50,7 +50,7 @@ class Georeference:
 class Raster:
     """What a raster file holds: the stored values and what its metadata say of them."""
     data: np.ndarray     # (C, H, W) as stored
-    driver: str          # 'ENVI' or 'GTiff'
+    driver: str          # GDAL's: 'ENVI', 'GTiff' or 'HFA' (ERDAS Imagine)
     georeference: Georeference = None
     nodata: float = None
     wavelengths: np.ndarray = None  # nm

@@ -3,14 +3,13 @@
 a float32 tensor (C, H, W); a user's file keeps its units (CAVE's PNGs are divided by their
 bit depth's maximum, the authors' protocol)."""
 import dataclasses
-import math
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .nodata import mask_nodata
+from .nodata import mask_nodata, nodata_for_json
 from .rasters import Georeference, is_raster, read_raster
 
 CAVE_BAND = re.compile(r".*_(\d+)\.png$", re.IGNORECASE)
@@ -238,16 +237,20 @@ class CubeFile:
                 "wavelengths_nm": None if self.wavelengths is None else
                 [round(float(w), 3) for w in (self.wavelengths[0], self.wavelengths[-1])],
                 "format": self.format, "georeference": self.georeference and self.georeference.describe(),
-                "nodata": self.nodata if self.nodata is None or math.isfinite(self.nodata) else str(self.nodata),
+                "nodata": nodata_for_json(self.nodata),
                 "pixels_without_data": missing, "units": self.units, "scale_factor": self.scale_factor}
+
+
+def _working_dtype(stored) -> type:
+    """float64 stays float64 (a cube's scaling is exact then); the rest becomes float32."""
+    return np.float64 if stored == np.float64 else np.float32
 
 
 def _load_raster(path: Path, layout: str) -> CubeFile:
     if layout not in ("auto", "chw"):
         raise ValueError(f"{path} is a raster whose bands GDAL knows; a layout ({layout!r}) does not apply to it")
     raster = read_raster(path)
-    dtype = np.float64 if raster.data.dtype == np.float64 else np.float32
-    data = torch.from_numpy(raster.data.astype(dtype))
+    data = torch.from_numpy(raster.data.astype(_working_dtype(raster.data.dtype)))
     valid = mask_nodata(data, raster.nodata, path)
     fmt = "envi" if raster.driver == "ENVI" else "tif"  # GeoTIFF, and what dhif cannot write (ERDAS Imagine)
     return CubeFile(data, str(path), None, "chw", raster.data.dtype.name, raster.wavelengths,
@@ -277,8 +280,7 @@ def load_cube(path, key: str = None, layout: str = "auto") -> CubeFile:
         raise ValueError(f"{path}{f' [{name}]' if name else ''} holds {array.dtype} values, not real numbers")
     stored = _guess_layout(array.shape) if layout == "auto" else layout
     chw = array.transpose(2, 0, 1) if stored == "hwc" else array
-    # float64 stays float64 (a cube's scaling is exact then); the rest becomes float32.
-    dtype = np.float64 if array.dtype == np.float64 else np.float32
+    dtype = _working_dtype(array.dtype)
     # A memory map is copied; an array read whole is converted in place where it can be.
     copy = np.array if isinstance(array, np.memmap) else np.ascontiguousarray
     data = torch.from_numpy(copy(chw, dtype=dtype))

@@ -9,7 +9,6 @@ in the input's units.
 """
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ import torch
 from ..baselines import DEFAULT_BASELINES, Observation, chosen_baselines
 from ..checkpoint import model_from_checkpoint
 from ..data import CubeFile, degrade
+from ..data.nodata import nodata_for_json
 from ..data.units import clip_to_input_range, robust_peak
 from ..devices import pick_device
 from ..inference import reconstruct_image, resolve_tile
@@ -103,13 +103,9 @@ def _report(pair: Pair, cube_format: str, factors, wavelengths, trained, scores,
         "output": {"files": list(cube_files("fused", cube_format)), "format": cube_format, "layout": pair.lr.layout,
                    "shape_chw": list(fused.shape), "units": "the LR-HSI's",
                    "georeference": georeference and georeference.describe(),
-                   "nodata": None if pair.hr_valid is None else _json_number(pair.nodata()),
+                   "nodata": None if pair.hr_valid is None else nodata_for_json(pair.nodata()),
                    "pixels_without_data": 0 if pair.hr_valid is None else int((~pair.hr_valid).sum())},
     }
-
-
-def _json_number(value):
-    return value if value is None or math.isfinite(value) else str(value)
 
 
 def _scaled_inputs(pair: Pair) -> tuple:
