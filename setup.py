@@ -126,9 +126,11 @@ def announce(message):
 def extension():
     here = os.path.dirname(os.path.abspath(__file__))
     sources = [os.path.join("csrc", "adaptive_filter.cpp"), os.path.join("csrc", "cpu", "adaptive_filter_cpu.cpp"),
-               os.path.join("csrc", "cpu", "memory_stats.cpp")]
+               os.path.join("csrc", "cpu", "memory_stats.cpp"), os.path.join("csrc", "cpu", "output_pool.cpp"),
+               os.path.join("csrc", "cpu", "memory_bindings.cpp")]
     depends = [CPU_KERNEL_SOURCE, os.path.join("csrc", "cpu", "adaptive_filter_cpu_kernel.h"),
-               os.path.join("csrc", "cpu", "memory_stats.h"),
+               os.path.join("csrc", "cpu", "memory_stats.h"), os.path.join("csrc", "cpu", "output_pool.h"),
+               os.path.join("csrc", "cpu", "memory_bindings.h"),
                os.path.join("csrc", "adaptive_filter.h"), os.path.join("csrc", "adaptive_filter_checks.h")]
     # -g0 last: setuptools adds -g, which makes the module ten times larger for nothing.
     # -fno-math-errno -fno-trapping-math: sqrt need not set errno nor FP exception flags

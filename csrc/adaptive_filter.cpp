@@ -7,7 +7,7 @@
 #include <string>
 
 #include "cpu/adaptive_filter_cpu_kernel.h"
-#include "cpu/memory_stats.h"
+#include "cpu/memory_bindings.h"
 
 TORCH_LIBRARY(dhif, m) {
   // y = filter of x with taps along dim; inv_norm = 1 / max(||taps||, eps) per voxel
@@ -52,9 +52,5 @@ py::dict build_info() {
 
 PYBIND11_MODULE(_C, module) {
   module.def("build_info", &build_info, "How this extension was compiled.");
-  module.def("install_cpu_memory_stats", &dhif::cpu::install_memory_stats,
-             "Counts the bytes of torch's CPU tensors in blocks of 1 MiB and more (once).");
-  module.def("cpu_memory_in_use", &dhif::cpu::memory_in_use, "Bytes counted in use now.");
-  module.def("cpu_memory_peak", &dhif::cpu::memory_peak, "The most bytes counted in use at once since the reset.");
-  module.def("reset_cpu_memory_peak", &dhif::cpu::reset_memory_peak, "Makes the peak the bytes in use now.");
+  dhif::cpu::bind_memory(module);
 }

@@ -95,6 +95,21 @@ inline at::ScalarType accumulate_type(at::ScalarType t) {
   return t == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// Where a launcher's outputs and contiguous copies come from: at::empty on CUDA, whose
+// caching allocator keeps freed blocks; the output pool on the CPU (cpu/output_pool.h).
+using EmptyFn = at::Tensor (*)(at::IntArrayRef sizes, const at::TensorOptions& options);
+
+inline at::Tensor plain_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  return at::empty(sizes, options);
+}
+
+inline at::Tensor contiguous_in(EmptyFn empty, const at::Tensor& tensor) {
+  if (tensor.is_contiguous()) return tensor;
+  at::Tensor copy = empty(tensor.sizes(), tensor.options());
+  copy.copy_(tensor);
+  return copy;
+}
+
 // The forward's contiguous inputs and its outputs: y and the per-voxel inverse norm.
 struct ForwardBuffers {
   FilterGeometry<int64_t> geometry;
@@ -102,10 +117,11 @@ struct ForwardBuffers {
 };
 
 inline ForwardBuffers prepare_forward(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
-                                      const std::string& padding, bool normalize) {
-  ForwardBuffers b{check_filter_args(x, taps, dim, padding, normalize), x.contiguous(), taps.contiguous(), {}, {}};
-  b.y = at::empty(b.x.sizes(), b.x.options());
-  b.inv_norm = at::empty(b.x.sizes(), b.x.options().dtype(accumulate_type(b.x.scalar_type())));
+                                      const std::string& padding, bool normalize, EmptyFn empty = plain_empty) {
+  ForwardBuffers b{check_filter_args(x, taps, dim, padding, normalize), contiguous_in(empty, x),
+                   contiguous_in(empty, taps), {}, {}};
+  b.y = empty(b.x.sizes(), b.x.options());
+  b.inv_norm = empty(b.x.sizes(), b.x.options().dtype(accumulate_type(b.x.scalar_type())));
   return b;
 }
 
@@ -117,13 +133,15 @@ struct BackwardBuffers {
 
 inline BackwardBuffers prepare_backward(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& taps,
                                         const at::Tensor& inv_norm, int64_t dim, const std::string& padding,
-                                        bool normalize, bool need_grad_x, bool need_grad_taps) {
+                                        bool normalize, bool need_grad_x, bool need_grad_taps,
+                                        EmptyFn empty = plain_empty) {
   const FilterGeometry<int64_t> g = check_filter_args(x, taps, dim, padding, normalize);
   check_backward_args(grad_y, x, inv_norm);
-  BackwardBuffers b{g, grad_y.contiguous(), x.contiguous(), taps.contiguous(),
-                    inv_norm.to(accumulate_type(x.scalar_type())).contiguous(), {}, {}};
-  b.grad_x = at::empty(need_grad_x ? b.x.sizes() : at::IntArrayRef{0}, b.x.options());
-  b.grad_taps = at::empty(need_grad_taps ? b.taps.sizes() : at::IntArrayRef{0}, b.taps.options());
+  // grad_y is often an expanded scalar (y.sum().backward()): its copy is a workspace too.
+  BackwardBuffers b{g, contiguous_in(empty, grad_y), contiguous_in(empty, x), contiguous_in(empty, taps),
+                    contiguous_in(empty, inv_norm.to(accumulate_type(x.scalar_type()))), {}, {}};
+  b.grad_x = empty(need_grad_x ? b.x.sizes() : at::IntArrayRef{0}, b.x.options());
+  b.grad_taps = empty(need_grad_taps ? b.taps.sizes() : at::IntArrayRef{0}, b.taps.options());
   return b;
 }
 

@@ -39,13 +39,14 @@ def _peak_bytes(model, lr_hsi, hr_msi, pixels: int, precision: str) -> int:
         torch.cuda.reset_peak_memory_stats(device)
         start = torch.cuda.memory_allocated(device)
     elif _C is not None:
-        _C.reset_cpu_memory_peak()
-        start = _C.cpu_memory_in_use()
+        _C.memory.install_stats()  # from here on, for the rest of the process (csrc/cpu/memory_stats.h)
+        _C.memory.reset_peak()
+        start = _C.memory.in_use()
     else:
         return None
     with torch.no_grad(), _precision(precision, device):
         model(lr, msi)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _C.cpu_memory_peak()
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _C.memory.peak()
     return peak - start
 
 

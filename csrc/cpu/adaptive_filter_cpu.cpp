@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "adaptive_filter_cpu_kernel.h"
+#include "output_pool.h"
 
 namespace dhif::cpu {
 namespace {
@@ -38,7 +39,7 @@ const Kernels& kernels() {
 
 std::tuple<at::Tensor, at::Tensor> adaptive_filter_forward_cpu(const at::Tensor& x, const at::Tensor& taps, int64_t dim,
                                                                const std::string& padding, bool normalize) {
-  const ForwardBuffers buffers = prepare_forward(x, taps, dim, padding, normalize);
+  const ForwardBuffers buffers = prepare_forward(x, taps, dim, padding, normalize, &pooled_empty);
   if (buffers.x.numel() == 0) return {buffers.y, buffers.inv_norm};
   kernels().forward(buffers);
   return {buffers.y, buffers.inv_norm};
@@ -49,7 +50,8 @@ std::tuple<at::Tensor, at::Tensor> adaptive_filter_backward_cpu(const at::Tensor
                                                                 int64_t dim, const std::string& padding, bool normalize,
                                                                 bool need_grad_x, bool need_grad_taps) {
   const BackwardBuffers buffers =
-      prepare_backward(grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x, need_grad_taps);
+      prepare_backward(grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x, need_grad_taps,
+                       &pooled_empty);
   if (buffers.x.numel() == 0 || !(need_grad_x || need_grad_taps)) return {buffers.grad_x, buffers.grad_taps};
   kernels().backward(buffers, need_grad_x, need_grad_taps);
   return {buffers.grad_x, buffers.grad_taps};

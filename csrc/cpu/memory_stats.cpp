@@ -4,6 +4,7 @@
 #include <c10/core/CPUAllocator.h>
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <unordered_map>
 
@@ -16,28 +17,18 @@ namespace {
 
 constexpr size_t kMinCountedBytes = size_t(1) << 20;
 
-class CountingAllocator final : public c10::Allocator {
+class Counter {
  public:
-  explicit CountingAllocator(c10::Allocator* system) : system_(system) {}
-
-  c10::DataPtr allocate(size_t bytes) override {
-    if (bytes < kMinCountedBytes) return system_->allocate(bytes);
-    void* data = system_->raw_allocate(bytes);
+  void add(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    sizes_.emplace(data, bytes);
     in_use_ += bytes;
     peak_ = std::max(peak_, in_use_);
-    return {data, data, &CountingAllocator::deallocate, c10::Device(c10::DeviceType::CPU)};
   }
 
-  // raw_deallocate gets blocks of both sizes.
-  c10::DeleterFnPtr raw_deleter() const override { return &CountingAllocator::deallocate; }
-
-  void copy_data(void* dest, const void* src, std::size_t count) const override {
-    system_->copy_data(dest, src, count);
+  void subtract(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_use_ -= bytes;
   }
-
-  static void deallocate(void* data);
 
   int64_t in_use() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -59,53 +50,108 @@ class CountingAllocator final : public c10::Allocator {
   void unlock() { mutex_.unlock(); }
 
  private:
+  std::mutex mutex_;
+  size_t in_use_ = 0, peak_ = 0;
+};
+
+class CountingAllocator final : public c10::Allocator {
+ public:
+  explicit CountingAllocator(c10::Allocator* system) : system_(system) {}
+
+  c10::DataPtr allocate(size_t bytes) override {
+    if (bytes < kMinCountedBytes) return system_->allocate(bytes);
+    void* data = system_->raw_allocate(bytes);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      sizes_.emplace(data, bytes);
+    }
+    counter_.add(bytes);
+    return {data, data, &CountingAllocator::deallocate, c10::Device(c10::DeviceType::CPU)};
+  }
+
+  // raw_deallocate gets blocks of both sizes.
+  c10::DeleterFnPtr raw_deleter() const override { return &CountingAllocator::deallocate; }
+
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    system_->copy_data(dest, src, count);
+  }
+
+  static void deallocate(void* data);
+
+  Counter& counter() { return counter_; }
+
+  void lock() {
+    mutex_.lock();
+    counter_.lock();
+  }
+  void unlock() {
+    counter_.unlock();
+    mutex_.unlock();
+  }
+
+ private:
   void forget(void* data) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto block = sizes_.find(data);
-    if (block == sizes_.end()) return;  // a small block
-    in_use_ -= block->second;
-    sizes_.erase(block);
+    size_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto block = sizes_.find(data);
+      if (block == sizes_.end()) return;  // a small block, or one from before the install
+      bytes = block->second;
+      sizes_.erase(block);
+    }
+    counter_.subtract(bytes);
   }
 
   c10::Allocator* const system_;
   std::mutex mutex_;
   std::unordered_map<void*, size_t> sizes_;  // counted blocks in use
-  size_t in_use_ = 0, peak_ = 0;
+  Counter counter_;
 };
 
 // Never destroyed: tensors that outlive the module's static destructors still free here.
-CountingAllocator*& instance() {
-  static CountingAllocator* allocator = nullptr;
-  return allocator;
-}
+std::atomic<CountingAllocator*> instance{nullptr};
 
 void CountingAllocator::deallocate(void* data) {
-  instance()->forget(data);
-  instance()->system_->raw_deallocate(data);
+  CountingAllocator* const counting = instance.load();
+  counting->forget(data);
+  counting->system_->raw_deallocate(data);
 }
 
 }  // namespace
 
 void install_memory_stats() {
   static const bool installed = [] {
-    instance() = new CountingAllocator(c10::GetCPUAllocator());
+    instance.store(new CountingAllocator(c10::GetCPUAllocator()));
 #ifdef __linux__
-    pthread_atfork([] { instance()->lock(); }, [] { instance()->unlock(); }, [] { instance()->unlock(); });
+    pthread_atfork([] { instance.load()->lock(); }, [] { instance.load()->unlock(); },
+                   [] { instance.load()->unlock(); });
 #endif
     // Above the default allocator's priority (0), so that later registrations at that
     // priority do not replace it.
-    c10::SetCPUAllocator(instance(), /*priority=*/1);
+    c10::SetCPUAllocator(instance.load(), /*priority=*/1);
     return true;
   }();
   (void)installed;
 }
 
-int64_t memory_in_use() { return instance() ? instance()->in_use() : 0; }
+bool memory_stats_installed() { return instance.load() != nullptr; }
 
-int64_t memory_peak() { return instance() ? instance()->peak() : 0; }
+int64_t memory_in_use() { return instance.load() ? instance.load()->counter().in_use() : 0; }
+
+int64_t memory_peak() { return instance.load() ? instance.load()->counter().peak() : 0; }
 
 void reset_memory_peak() {
-  if (instance()) instance()->reset_peak();
+  if (instance.load()) instance.load()->counter().reset_peak();
+}
+
+bool count_allocated(size_t bytes) {
+  if (!instance.load()) return false;
+  instance.load()->counter().add(bytes);
+  return true;
+}
+
+void count_freed(size_t bytes) {
+  if (instance.load()) instance.load()->counter().subtract(bytes);
 }
 
 }  // namespace dhif::cpu

@@ -51,6 +51,17 @@ def check_filter_args(x, taps, dim, padding):
         raise ValueError(f"adaptive_filter: unknown padding {padding!r}; expected one of {PADDINGS}")
 
 
+def check_backward_args(grad_y, x, inv_norm):
+    """A ValueError where the backward's grad_y or inv_norm does not fit x."""
+    if tuple(grad_y.shape) != tuple(x.shape):
+        raise ValueError(f"adaptive_filter backward: grad_y of shape {tuple(grad_y.shape)} does not match x of shape "
+                         f"{tuple(x.shape)}")
+    if grad_y.dtype != x.dtype or grad_y.device != x.device:
+        raise ValueError("adaptive_filter backward: grad_y must have x's dtype and device")
+    if tuple(inv_norm.shape) != tuple(x.shape) or inv_norm.device != x.device:
+        raise ValueError("adaptive_filter backward: inv_norm must have x's shape and device")
+
+
 def resolve_impl(impl: str, device) -> str:
     """The implementation that `impl` ("auto", "fused", "reference") runs on `device`."""
     if impl not in IMPLS:

@@ -14,10 +14,6 @@ except ImportError as error:  # not built, or built against another torch
     _C = None
     LOAD_ERROR = error
 
-# Peak memory of CPU tensors, which tiles are sized from (csrc/cpu/memory_stats.h).
-if _C is not None:
-    _C.install_cpu_memory_stats()
-
 
 def torch_built_against() -> str:
     """The torch version that dhif's kernels were built against: the compiled module's own

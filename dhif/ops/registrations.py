@@ -5,6 +5,7 @@ the CPU or CUDA kernel by device.
 """
 import torch
 
+from .checks import check_backward_args, check_filter_args
 from .extension import BACKWARD, FORWARD, _C
 from .reference import adaptive_filter_reference
 
@@ -32,14 +33,20 @@ def needs_reference(*tensors) -> bool:
 
 if _C is not None:
 
+    # The fake kernels check what the compiled ones check (csrc/adaptive_filter_checks.h), so
+    # that torch.compile and torch.export refuse a bad call where eager does, naming the same
+    # problem, instead of failing later and differently.
     @torch.library.register_fake(FORWARD)
     def _forward_fake(x, taps, dim, padding, normalize):
+        check_filter_args(x, taps, dim, padding)
         y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
         inv_norm = torch.empty(x.shape, dtype=_accumulate_dtype(x.dtype), device=x.device)
         return y, inv_norm
 
     @torch.library.register_fake(BACKWARD)
     def _backward_fake(grad_y, x, taps, inv_norm, dim, padding, normalize, need_grad_x, need_grad_taps):
+        check_filter_args(x, taps, dim, padding)
+        check_backward_args(grad_y, x, inv_norm)
         return (torch.empty(x.shape if need_grad_x else (0,), dtype=x.dtype, device=x.device),
                 torch.empty(taps.shape if need_grad_taps else (0,), dtype=taps.dtype, device=taps.device))
 
