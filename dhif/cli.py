@@ -28,14 +28,19 @@ non_negative_int = _number(int, 0, "an integer >= 0")
 positive_float = _number(float, 1e-9, "a positive number")
 
 
+def _add_size_args(parser, defaults, whose: str = ""):
+    """--stages, --width and --head-width of a model (`whose`: which one, in the help)."""
+    parser.add_argument("--stages", type=positive_int, default=defaults.stages, help=f"unrolled stages{whose}")
+    parser.add_argument("--width", type=positive_int, default=defaults.width,
+                        help=f"U-Net base width{whose} (64 in the paper)")
+    parser.add_argument("--head-width", type=positive_int, default=defaults.head_width,
+                        help=f"hidden width of the filter heads{whose} (default taps x bands, as in the paper)")
+
+
 def _add_model_args(parser, defaults):
     parser.add_argument("--scale", type=positive_int, default=defaults.scale, help="spatial ratio HR / LR, an integer "
                         "from 2 to 32")
-    parser.add_argument("--stages", type=positive_int, default=defaults.stages, help="unrolled stages")
-    parser.add_argument("--width", type=positive_int, default=defaults.width,
-                        help="U-Net base width (64 in the paper)")
-    parser.add_argument("--head-width", type=positive_int, default=defaults.head_width,
-                        help="hidden width of the filter heads (default taps x bands, as in the paper)")
+    _add_size_args(parser, defaults)
     parser.add_argument("--initial-estimate", choices=["bicubic", "cs"], default=defaults.initial_estimate,
                         help="the first stage's input: the LR-HSI upsampled (the paper's) or component "
                         "substitution, which the stages then refine")
@@ -116,9 +121,16 @@ def cmd_info(args):
 def _scenes(args, names, cave_defaults):
     """The scenes named (or, by default, the CAVE split's / every scene of --data), scaled
     as their source's protocol says: CAVE as read, any other dataset by each scene's peak."""
-    from .data import load_scenes
+    from .data import find_scenes, load_scenes
 
     if args.cave:
+        if not names:  # the split's default scenes: say which are absent, before anything is read
+            found = find_scenes(args.cave, cave_defaults)
+            missing = [name for name in cave_defaults if name not in found]
+            if missing and found:
+                print(f"dhif {args.command}: {len(missing)} of the {len(cave_defaults)} default scenes are not under "
+                      f"{args.cave}, so this uses {len(found)}: missing {', '.join(missing)}", file=sys.stderr,
+                      flush=True)
         return load_scenes(args.cave, names or cave_defaults, require_all=bool(names), scaling="as-read")
     return load_scenes(args.data, names, require_all=bool(names), scaling="peak")
 
@@ -359,12 +371,7 @@ def _add_fuse_command(sub, command):
                         "without --checkpoint, rounded up to a multiple of 8: the same numbers on any machine")
     budget.add_argument("--minutes", type=positive_float, default=None, help="train for this long instead of "
                         "--steps (results then depend on the machine)")
-    p.add_argument("--width", type=positive_int, default=defaults.width, help="U-Net base width of the model "
-                   "trained here")
-    p.add_argument("--stages", type=positive_int, default=defaults.stages, help="unrolled stages of the model "
-                   "trained here")
-    p.add_argument("--head-width", type=positive_int, default=defaults.head_width, help="hidden width of its filter "
-                   "heads")
+    _add_size_args(p, defaults, " of the model trained here")
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
                    "in HR pixels")

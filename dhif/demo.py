@@ -73,7 +73,7 @@ def run_demo(cave=None, steps: int = DEFAULT_STEPS, out=None, overwrite: bool = 
     # The synthetic scenes are drawn on CAVE's band grid.
     test_set = SceneDataset(test_cubes, config.scale, srf, config.sigma, wavelengths=CAVE_WAVELENGTHS)
     # Beside it, the model that ships with dhif (trained two hours): what training buys.
-    models = {"dhif": model, "shipped": pretrained_model(picked)}
+    models = {"dhif": model, "shipped": pretrained_model(device=picked)}
     rows = evaluate(models, test_set, picked, out, progress=False)
     print(format_table(rows))
     by_method = {r["method"]: r for r in rows}

@@ -32,8 +32,7 @@ def _scored(pred, truth, scale: int, border: int, unit_range: bool, valid=None) 
         pred, truth = pred[..., border:-border, border:-border], truth[..., border:-border, border:-border]
         valid = None if valid is None else valid[border:-border, border:-border]
     valid = None if valid is None else valid.to(pred.device)
-    peak = 1.0 if unit_range else float(metrics.valid_pixels(truth, valid).max())
-    return metrics.all_metrics(pred, truth, scale, data_range=peak, valid=valid)
+    return metrics.all_metrics(pred, truth, scale, data_range=1.0 if unit_range else None, valid=valid)
 
 
 def _named_models(model) -> dict:
@@ -138,8 +137,7 @@ def scene_validator(scenes: dict, config, srf: torch.Tensor, valid: dict = None)
                 pred = reconstruct_image(model, lr, msi, resolve_tile(config.val_tile, model, lr, msi)[0])
                 mask = dataset.pixels_with_data(name)
                 mask = None if mask is None else mask.to(device)
-                values.append(metrics.psnr(metrics.valid_pixels(pred.clamp(0, 1), mask),
-                                           metrics.valid_pixels(hr[None].to(device), mask)))
+                values.append(metrics.psnr_over_valid(pred.clamp(0, 1), hr[None].to(device), mask, data_range=1.0))
         model.train()
         return sum(values) / len(values)
 

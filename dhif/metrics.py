@@ -123,15 +123,26 @@ def valid_pixels(cube: torch.Tensor, valid) -> torch.Tensor:
     return cube if valid is None else cube[..., valid][..., None]
 
 
+def psnr_over_valid(pred, target, valid=None, data_range: float = None) -> float:
+    """PSNR of two (B, C, H, W) tensors over the pixels with data (valid: an (H, W) mask, or
+    None for all), with the peak data_range, or where that is None the target's own maximum
+    over those pixels: the one rule by which dhif scores data in any units (1 is the peak of
+    reflectance in [0, 1], the authors' protocol)."""
+    pixels, truth = valid_pixels(pred, valid), valid_pixels(target, valid)
+    return psnr(pixels, truth, float(truth.max()) if data_range is None else data_range)
+
+
 def all_metrics(pred, target, scale: int, data_range: float = 1.0, valid=None) -> dict:
-    """Every metric of one (B, C, H, W) pair, by name; data_range is PSNR's and SSIM's peak.
-    valid: an (H, W) mask of the pixels with data, or None; the others are left out of the
-    per-pixel metrics (PSNR, SAM, ERGAS, RMSE), and the windowed ones (SSIM, UIQI) see the
-    truth there."""
+    """Every metric of one (B, C, H, W) pair, by name; data_range is PSNR's and SSIM's peak
+    (None: the target's maximum over the pixels with data, as psnr_over_valid). valid: an
+    (H, W) mask of the pixels with data, or None; the others are left out of the per-pixel
+    metrics (PSNR, SAM, ERGAS, RMSE), and the windowed ones (SSIM, UIQI) see the truth there."""
     windowed = pred if valid is None else torch.where(valid, pred, target)
     pixels, truth = valid_pixels(pred, valid), valid_pixels(target, valid)
-    return {"psnr": psnr(pixels, truth, data_range), "sam": sam(pixels, truth), "ergas": ergas(pixels, truth, scale),
-            "ssim": ssim(windowed, target, data_range), "rmse": rmse(pixels, truth), "uiqi": uiqi(windowed, target)}
+    peak = float(truth.max()) if data_range is None else data_range
+    return {"psnr": psnr_over_valid(pixels, truth, data_range=peak), "sam": sam(pixels, truth),
+            "ergas": ergas(pixels, truth, scale), "ssim": ssim(windowed, target, peak), "rmse": rmse(pixels, truth),
+            "uiqi": uiqi(windowed, target)}
 
 
-__all__ = ["psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "all_metrics", "valid_pixels"]
+__all__ = ["psnr", "psnr_over_valid", "sam", "ergas", "ssim", "rmse", "uiqi", "all_metrics", "valid_pixels"]

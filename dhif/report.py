@@ -46,10 +46,10 @@ def false_colour(cube: np.ndarray, wavelengths=None) -> np.ndarray:
 
 
 def _panel_grid(plt, count: int, panel_width: float, panel_height: float):
-    """(figure, 2-D array of axes) for `count` image panels, at most PANELS_PER_ROW a row,
-    the unused places hidden."""
-    columns = min(count, PANELS_PER_ROW)
-    rows = -(-count // columns)
+    """(figure, 2-D array of axes) for `count` image panels in as few rows as PANELS_PER_ROW
+    allows, spread evenly over them (7 panels: 4 + 3, not 5 + 2), the unused places hidden."""
+    rows = -(-count // PANELS_PER_ROW)
+    columns = -(-count // rows)
     fig, axes = plt.subplots(rows, columns, figsize=(panel_width * columns, panel_height * rows), squeeze=False)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
@@ -78,6 +78,27 @@ def _composites(out_dir, name, panels, pixels, plt, wavelengths):
     plt.close(fig)
 
 
+def error_figure(name: str, truth, named: dict, plt):
+    """Each method's per-pixel error (RMSE over bands) on a colour scale of its own, from 0 to
+    its 99.5th percentile, printed on its colour bar and in its title beside its RMSE: one
+    shared scale is set by the worst method and leaves the others black."""
+    errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in named.items()}
+    fig, axes = _panel_grid(plt, len(errors), 3.6, 3.4)
+    for ax, (label, error) in zip(axes.flat, errors.items()):
+        top = float(np.percentile(error, 99.5)) or 1e-12
+        image = ax.imshow(error, cmap="inferno", vmin=0, vmax=top)
+        rmse = float(np.sqrt((error ** 2).mean()))
+        ax.set_title(f"{label}\nRMSE {rmse:.3g}; colour scale 0 to {top:.3g}", fontsize=8)
+        ax.set_xlabel("x (pixels)")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+    for row in axes:
+        row[0].set_ylabel("y (pixels)")
+    fig.suptitle(f"{name}: error against the ground truth, RMSE over bands (data units); each panel on its own "
+                 "scale", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, inputs: dict = None,
                  wavelengths=None):
     """PNG figures of one scene: false-colour composites of the inputs (`inputs`: label ->
@@ -99,17 +120,7 @@ def save_figures(out_dir: Path, name: str, truth, results: dict, pixels=None, in
         list(named.items())
     _composites(out_dir, name, panels, pixels, plt, wavelengths)
     if truth is not None:
-        errors = {k: np.sqrt(((v - truth) ** 2).mean(axis=0)) for k, v in named.items()}
-        vmax = max(float(np.percentile(e, 99.5)) for e in errors.values()) or 1e-6
-        fig, axes = _panel_grid(plt, len(errors), 3.4, 3.6)
-        for ax, (label, error) in zip(axes.flat, errors.items()):
-            image = ax.imshow(error, cmap="inferno", vmin=0, vmax=vmax)
-            ax.set_title(label, fontsize=9)
-            ax.set_xlabel("x (pixels)")
-        for row in axes:
-            row[0].set_ylabel("y (pixels)")
-        fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="RMSE over bands (data units)")
-        fig.suptitle(f"{name}: error against the ground truth")
+        fig = error_figure(name, truth, named, plt)
         fig.savefig(out_dir / f"{name}_error.png", dpi=100)
         plt.close(fig)
     fig, axes = plt.subplots(1, len(pixels), figsize=(4 * len(pixels), 3.4), squeeze=False)
@@ -141,7 +152,8 @@ def format_table(rows: list) -> str:
     """The metric rows (and their means per method) as an aligned text table."""
     keys = ["scene", "method", "psnr", "sam", "ergas", "ssim", "rmse", "uiqi", "seconds"]
     lines = ["  ".join(f"{k:>10}" for k in keys)]
-    for row in rows + summarise(rows):
+    scenes = len({row["scene"] for row in rows})
+    for row in rows + [{**mean, "scene": f"mean of {scenes}"} for mean in summarise(rows)]:
         lines.append("  ".join(f"{row[k]:>10.4f}" if isinstance(row[k], float) else f"{str(row[k]):>10}"
                                for k in keys))
     return "\n".join(lines)

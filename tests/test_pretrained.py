@@ -11,7 +11,6 @@ from dhif.data import degrade, spectral_response, to_msi
 from dhif.data.synthetic import synthetic_scene
 from dhif.pretrained import fingerprint, pretrained_model, pretrained_path, pretrained_record
 
-from helpers import CAVE_DIR
 
 
 def test_the_shipped_file_is_weights_and_configuration_only():
@@ -80,11 +79,18 @@ def test_pretrained_and_checkpoint_exclude_each_other(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CAVE_DIR.is_dir(), reason="needs ../shared/data (the CAVE scenes)")
-def test_dhif_test_with_the_shipped_model_beats_component_substitution_on_a_held_out_scene(tmp_path, capsys):
+def test_dhif_test_with_the_shipped_model_beats_component_substitution_on_a_held_out_scene(tmp_path, capsys, cave_dir):
     out = tmp_path / "results"
-    assert main(["test", "--cave", str(CAVE_DIR), "--pretrained", "--scenes", "watercolors", "--out", str(out),
+    assert main(["test", "--cave", str(cave_dir), "--pretrained", "--scenes", "watercolors", "--out", str(out),
                  "--no-figures", "--device", "cpu"]) == 0
     rows = {r["method"]: r for r in json.loads((out / "metrics.json").read_text()) if r["scene"] == "watercolors"}
     assert rows["dhif"]["psnr"] > rows["cs"]["psnr"] > rows["bicubic"]["psnr"]
     assert json.loads((out / "protocol.json").read_text())["checkpoint"] == str(pretrained_path())
+
+
+def test_the_shipped_model_is_asked_for_by_scale_and_another_scale_is_one_clear_error():
+    assert pretrained_model(scale=8, device="cpu").scale == 8
+    with pytest.raises(ValueError, match="dhif ships no model for x4; shipped: x8"):
+        pretrained_model(scale=4)
+    with pytest.raises(TypeError):
+        pretrained_model(8, "cpu")  # the device is named: pretrained_model("cpu") once read as "the CPU model"

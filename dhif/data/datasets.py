@@ -24,6 +24,16 @@ def crop_to_multiple(cube: torch.Tensor, multiple: int) -> torch.Tensor:
     return cube[:, :cube.shape[1] - cube.shape[1] % multiple, :cube.shape[2] - cube.shape[2] % multiple]
 
 
+def crop_pair(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int, multiple: int, lr_valid=None) -> tuple:
+    """(LR-HSI, HR-MSI, LR mask): the (C, h, w) LR-HSI cropped at the bottom and right to
+    multiples of `multiple` LR pixels, the HR-MSI over the same area (scale times larger),
+    and the (h, w) mask of its pixels with data (None stays None)."""
+    target = crop_to_multiple(lr_hsi, multiple)
+    height, width = target.shape[1:]
+    valid = None if lr_valid is None else lr_valid[:height, :width]
+    return target, hr_msi[:, :height * scale, :width * scale], valid
+
+
 class EpochSampledDataset(Dataset):
     """`samples` random training samples per epoch; sample `index` of epoch `e` draws from
     an RNG seeded by (seed, e, index) alone, so that a resumed run draws exactly what an

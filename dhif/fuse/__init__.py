@@ -20,7 +20,7 @@ from ..data.nodata import nodata_for_json
 from ..data.units import clip_to_input_range, robust_peak
 from ..devices import pick_device
 from ..inference import reconstruct_image, resolve_tile
-from ..metrics import psnr, valid_pixels
+from ..metrics import psnr_over_valid
 from ..outputs import claim_output, write_atomic
 from ..report import save_figures
 from .files import CUBE_FORMATS, cube_files, output_files, write_cube
@@ -136,8 +136,7 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out) -> 
                                 settings.precision, baselines, pair.lr_valid)
     fused = _fuse_whole(settings, model, lr_hsi, hr_msi, device)
     fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_data, msi_data)
-    consistency = psnr(valid_pixels(degrade(fused, scale)[None], pair.lr_valid),
-                       valid_pixels(lr_data[None], pair.lr_valid), data_range=float(pair.lr.valid_values().max()))
+    consistency = psnr_over_valid(degrade(fused, scale)[None], lr_data[None], pair.lr_valid)
     write_cube(out, "fused", fused, cube_format, pair, wavelengths)
     cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
     for method, cube in cubes.items() if settings.save_baselines else ():
@@ -148,7 +147,9 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out) -> 
     report = _report(pair, cube_format, factors, wavelengths, trained, scores, baselines, seconds, fused, consistency)
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
     print(format_scores(scores, consistency))
-    print(f"fused cube {tuple(fused.shape)} ({' + '.join(cube_files('fused', cube_format))}, {pair.lr.layout} as the "
-          f"LR-HSI, in its units) and figures in {out}/; everything above in {out / 'report.json'}")
+    shape = tuple(fused.shape) if pair.lr.layout == "chw" else tuple(fused.permute(1, 2, 0).shape)
+    print(f"fused cube {' x '.join(map(str, shape))} ({pair.lr.layout}, as the LR-HSI, in its units: "
+          f"{' + '.join(cube_files('fused', cube_format))}) and figures in {out}/; everything above in "
+          f"{out / 'report.json'}")
     print(verdict(scores, trained, cube_format))
     return report

@@ -3,7 +3,7 @@ protocol): both inputs degraded by the scale, the given LR-HSI as the target."""
 import math
 import time
 
-from ..data import PairPatchDataset, crop_to_multiple, degrade
+from ..data import PairPatchDataset, crop_pair, degrade
 from ..data.datasets import corners_with_data
 from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
@@ -24,12 +24,23 @@ def training_patch(lr_size: tuple, scale: int, lr_valid=None) -> int:
                      "to train on; give a trained model (--checkpoint or --pretrained)")
 
 
+def _pixels(cube) -> str:
+    return f"{cube.shape[1]} x {cube.shape[2]} pixels of {cube.shape[0]} bands"
+
+
+def _cropped(lr_hsi, target, scale: int) -> str:
+    """What the crop to a multiple of 16 x scale LR pixels (the network's) left out, if any."""
+    rows, columns = lr_hsi.shape[1] - target.shape[1], lr_hsi.shape[2] - target.shape[2]
+    if not rows and not columns:
+        return ""
+    return (f"; the LR-HSI's last {rows} rows and {columns} columns are left out of training (its size must be a "
+            f"multiple of 16 x the scale, {16 * scale} pixels; the fused cube covers the whole image)")
+
+
 def train_on_pair(settings, lr_hsi, hr_msi, scale, out, lr_valid=None):
     """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI, on patches
     where the LR-HSI has data (lr_valid); returns (the model, what was trained)."""
-    target = crop_to_multiple(lr_hsi, scale * 16)
-    valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
-    msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
+    target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale * 16, lr_valid)
     patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
     steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
     config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
@@ -38,8 +49,8 @@ def train_on_pair(settings, lr_hsi, hr_msi, scale, out, lr_valid=None):
                               seed=settings.seed, time_limit=settings.minutes * 60 if settings.minutes else None)
     budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
     print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
-          f"({tuple(degrade(target, scale).shape)} + {tuple(degrade(msi, scale).shape)} -> {tuple(target.shape)})",
-          flush=True)
+          f"({_pixels(degrade(target, scale))} + {_pixels(degrade(msi, scale))} -> {_pixels(target)})"
+          + _cropped(lr_hsi, target, scale), flush=True)
     started = time.time()
     result = train(config, PairPatchDataset(degrade(target, scale), degrade(msi, scale), target, scale, patch,
                                             config.samples_per_epoch, settings.seed, valid))

@@ -1,10 +1,10 @@
 """How well a fusion does without ground truth: every method at reduced resolution (Wald's
 protocol), the consistency of the fused cube with its input, and the one-line verdict."""
 from ..baselines import DEFAULT_BASELINES, Observation, run_baseline
-from ..data import crop_to_multiple, degrade
+from ..data import crop_pair, degrade
 from ..data.units import clip_to_input_range
 from ..inference import reconstruct_image
-from ..metrics import ergas, psnr, sam, valid_pixels
+from ..metrics import ergas, psnr_over_valid, sam, valid_pixels
 from ..profiling import timed_call
 from ..report import METHOD_NAMES
 from .files import cube_files
@@ -24,9 +24,7 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
     data (lr_valid). Scale-free: the inputs may be in any units, as long as every method
     sees the same. The baselines know the reduced pair's blur (it is made here) and
     estimate its spectral response."""
-    target = crop_to_multiple(lr_hsi, scale)
-    valid = None if lr_valid is None else lr_valid[:target.shape[1], :target.shape[2]]
-    msi = hr_msi[:, :target.shape[1] * scale, :target.shape[2] * scale]
+    target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale, lr_valid)
     low_hsi, low_msi = degrade(target, scale, ASSUMED_SIGMA)[None], degrade(msi, scale, ASSUMED_SIGMA)[None]
     fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
                                 precision=precision)
@@ -34,11 +32,10 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
     observation = Observation(scale, ASSUMED_SIGMA)
     timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), observation) for m in baselines})
     truth = valid_pixels(target[None], valid)
-    peak = float(truth.max())
     scores = {}
     for method, (result, seconds) in timed.items():
         result = valid_pixels(clip_to_input_range(result.cpu(), lr_hsi, hr_msi), valid)
-        scores[method] = {"psnr": psnr(result, truth, data_range=peak), "sam": sam(result, truth),
+        scores[method] = {"psnr": psnr_over_valid(result, truth), "sam": sam(result, truth),
                           "ergas": ergas(result, truth, scale), "seconds": round(seconds, 3)}
     return scores
 

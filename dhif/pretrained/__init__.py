@@ -11,11 +11,16 @@ from ..checkpoint import model_from_checkpoint
 
 CHECKPOINT = "cave_x8_cpu.pt"
 RECORD = "record.json"
+SHIPPED = {8: CHECKPOINT}  # scale -> checkpoint
 
 
-def pretrained_path():
-    """The shipped checkpoint (weights and configuration only, read weights-only)."""
-    return resources.files(__name__) / CHECKPOINT
+def pretrained_path(scale: int = 8):
+    """The shipped checkpoint for `scale` (weights and configuration only, read weights-only);
+    a one-line ValueError for a scale that no shipped model covers."""
+    if scale not in SHIPPED:
+        raise ValueError(f"dhif ships no model for x{scale}; shipped: "
+                         f"{', '.join(f'x{s}' for s in sorted(SHIPPED))}. Train one with dhif train --scale {scale}")
+    return resources.files(__name__) / SHIPPED[scale]
 
 
 def pretrained_record() -> dict:
@@ -23,10 +28,10 @@ def pretrained_record() -> dict:
     return json.loads((resources.files(__name__) / RECORD).read_text())
 
 
-def pretrained_model(device="cpu", filter_impl: str = "auto"):
-    """The shipped DHIFNet, in eval mode: model(lr_hsi, hr_msi) with 31-band LR-HSI in [0, 1]
-    at 1/8 of an RGB image's size (the Nikon D700's response)."""
-    return model_from_checkpoint(pretrained_path(), device, filter_impl)
+def pretrained_model(scale: int = 8, *, device="cpu", filter_impl: str = "auto"):
+    """The shipped DHIFNet for `scale`, on `device`, in eval mode: model(lr_hsi, hr_msi) with
+    a 31-band LR-HSI in [0, 1] at 1/scale of an RGB image's size (the Nikon D700's response)."""
+    return model_from_checkpoint(pretrained_path(scale), device, filter_impl)
 
 
 def fingerprint(model) -> dict:

@@ -48,7 +48,6 @@ def _apply_changes(config: TrainConfig, optimizer, scheduler):
     scheduler.base_lrs = [config.lr] * len(optimizer.param_groups)
     for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
         group["lr"] = config.lr * factor(scheduler.last_epoch)
-    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 class _TrainingRun:
@@ -195,7 +194,7 @@ def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None,
     run.model.train()
     stop, estimate = StopRequest(), LongRunEstimate(run.device)
     for epoch in range(run.start_epoch, config.epochs):
-        epoch_start, epoch_lr = time.time(), run.scheduler.get_last_lr()[0]  # the rate of this epoch's steps
+        epoch_start, epoch_lr = time.time(), run.optimizer.param_groups[0]["lr"]  # this epoch's rate
         mean_loss = run.run_epoch(epoch, stop, estimate, log)
         run.scheduler.step()
         val_psnr, trained_for = None, time.time() - epoch_start

@@ -36,7 +36,8 @@ class RunLog:
         self.bar = tqdm(total=round(config.time_limit) if config.time_limit else config.epochs,
                         initial=0 if config.time_limit else start_epoch, desc="training", disable=not whole_run,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} "
-                                   + ("s" if config.time_limit else "epochs") + "{postfix}")
+                                   + ("s" if config.time_limit else "epochs")
+                                   + " [{elapsed} elapsed, {remaining} left]{postfix}")
 
     def epoch_bar(self, batches, epoch: int, epochs: int):
         return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", disable=not self.per_epoch, leave=False)
@@ -70,21 +71,25 @@ class RunLog:
 
 
 class LongRunEstimate:
-    """Says once, a few steps in, how long the run will take when that is more than
-    LONG_RUN_S (the paper's protocol on a CPU: about a day per epoch), from the measured
-    time per step, so that nobody waits a day without a word."""
+    """Says once, some steps in, how long the run will take when that is more than
+    LONG_RUN_S (the paper's protocol on a CPU: about a day per epoch), so that nobody waits
+    a day without a word. The time per step is the mean over at least MEASURED_STEPS steps
+    and MEASURED_S seconds after the first, which warms up: a few steps alone can be off
+    by several times."""
 
     LONG_RUN_S = 3600
-    MEASURED_STEPS = 3
+    MEASURED_STEPS = 10
+    MEASURED_S = 30
 
     def __init__(self, device):
-        self.device, self.steps, self.since = device, -1, None
+        self.device, self.steps, self.since, self.said = device, -1, None, False
 
     def step(self, remaining_steps: int):
         self.steps += 1
         if self.steps == 0:  # the first step warms up: measured from its end
             self.since = time.time()
-        elif self.steps == self.MEASURED_STEPS:
+        elif not self.said and self.steps >= self.MEASURED_STEPS and time.time() - self.since >= self.MEASURED_S:
+            self.said = True
             per_step = (time.time() - self.since) / self.steps
             seconds = per_step * remaining_steps
             if seconds > self.LONG_RUN_S:
