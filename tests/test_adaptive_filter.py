@@ -287,6 +287,34 @@ def test_bad_input_to_the_raw_op_is_refused_clearly(fused_device, name, make, ma
         torch.ops.dhif.adaptive_filter_forward(x, t, dim, "replicate", True)
 
 
+def _raw_forward(dim):
+    return lambda x, t: torch.ops.dhif.adaptive_filter_forward(x, t, dim, "replicate", True)
+
+
+def _exported(dim):
+    class Forward(torch.nn.Module):
+        def forward(self, x, t):
+            return torch.ops.dhif.adaptive_filter_forward(x, t, dim, "replicate", True)
+    return lambda x, t: torch.export.export(Forward(), (x, t))
+
+
+WAYS = {"eager": _raw_forward,
+        "torch.compile": lambda dim: torch.compile(_raw_forward(dim), backend="eager", fullgraph=True),
+        "torch.export": _exported}
+
+
+@pytest.mark.parametrize("name,make,match", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+@pytest.mark.parametrize("way", list(WAYS))
+def test_compile_export_and_eager_refuse_a_bad_raw_call_alike(name, make, match, way):
+    """The fake kernels check what the compiled kernels check: a traced call fails where an
+    eager one does, naming the same problem."""
+    require_fused("cpu")
+    x, t, dim = make("cpu")
+    torch._dynamo.reset()
+    with pytest.raises((RuntimeError, ValueError, TypeError), match=match):
+        WAYS[way](dim)(x, t)
+
+
 def test_unknown_padding_and_impl_are_refused():
     x, t = make_inputs((1, 2, 3, 4), 3, torch.float32, "cpu")
     with pytest.raises(ValueError, match="padding"):
@@ -336,14 +364,35 @@ def test_empty_tensors_give_empty_results(fused_device, shape, impl):
 
 def test_available_impls_and_build_info():
     info = build_info()
-    assert {"torch", "cuda", "openmp", "cuda_arch_list"} <= set(info)
+    assert {"torch", "cuda", "openmp", "cuda_arch_list", "torch_installed"} <= set(info)
     assert available_impls("meta") == ["reference"]
-    if info["loaded"]:
-        assert available_impls("cpu") == ["reference", "fused"]
-        assert info["torch"].split("+")[0] == torch.__version__.split("+")[0]
-        assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
-        if torch.cuda.is_available() and info["cuda"]:
-            assert "fused" in available_impls("cuda")
+    if not info["loaded"]:  # what a build that failed to load says, and that it serves nothing
+        assert info["error"] and available_impls("cpu") == ["reference"]
+        return
+    assert available_impls("cpu") == ["reference", "fused"]
+    assert info["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
+    assert info["cpu_capability"] in info["cpu_capabilities_built"].split()
+    if torch.cuda.is_available() and info["cuda"]:
+        assert "fused" in available_impls("cuda")
+
+
+def test_without_the_compiled_module_everything_is_the_reference_and_fused_says_why(monkeypatch):
+    from dhif.ops import checks, extension
+
+    monkeypatch.setattr(extension, "_C", None)
+    monkeypatch.setattr(extension, "LOAD_ERROR", ImportError("undefined symbol: _ZN3c104cuda9SetDeviceEab"))
+    monkeypatch.setattr(checks, "_FUSED_DEVICE_TYPES", frozenset())
+    info = build_info()
+    assert info["loaded"] is False and "undefined symbol" in info["error"]
+    assert available_impls("cpu") == ["reference"]
+    assert checks.resolve_impl("reference", "cpu") == "reference"
+    with pytest.warns(RuntimeWarning, match="no fused adaptive-filter kernel for cpu"):
+        monkeypatch.setattr(checks, "_warned_fallback", set())
+        assert checks.resolve_impl("auto", "cpu") == "reference"
+    with pytest.raises(RuntimeError, match="impl='fused' is unavailable on cpu: dhif._C failed to load: undefined "
+                                           "symbol.*Rebuild with"):
+        checks.resolve_impl("fused", "cpu")
 
 
 def test_kernels_built_for_another_torch_are_one_clear_warning(monkeypatch):

@@ -218,9 +218,11 @@ WAYS = {
 # whose expected result is the reference run eagerly.
 REFERENCE_WAY = {"torch.compile(fullgraph, dynamic)": first_derivatives, "torch.export": eager}
 SUBJECTS = ["adaptive_filter", "spatio_spectral_filter", "DHIFNet"]
-# Cells that take more than a few seconds (compiling or a per-element Hessian of DHIFNet).
-SLOW = {("DHIFNet", "torch.compile(fullgraph, dynamic)"), ("DHIFNet", "torch.func.hessian"),
-        ("spatio_spectral_filter", "torch.compile(fullgraph, dynamic)")}
+# Cells that take more than a few seconds or run inductor (compiling, or a per-element
+# Hessian of DHIFNet): the slow tier.
+SLOW = {(name, "torch.compile(fullgraph, dynamic)") for name in SUBJECTS} | {("DHIFNet", "torch.func.hessian")}
+CELLS = [pytest.param(name, way, marks=[pytest.mark.slow] if (name, way) in SLOW else [], id=f"{name}-{way}")
+         for name in SUBJECTS for way in WAYS]
 
 
 def _flat(result):
@@ -237,12 +239,9 @@ def _assert_same(actual, expected, rtol=1e-9, atol=1e-10):
         torch.testing.assert_close(a, e, rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("way", list(WAYS))
-@pytest.mark.parametrize("name", SUBJECTS)
-def test_way_gives_the_reference_result(name, way, device, request):
+@pytest.mark.parametrize("name, way", CELLS)
+def test_way_gives_the_reference_result(name, way, device):
     require_fused(device)
-    if (name, way) in SLOW:
-        request.applymarker(pytest.mark.slow)
     fused, inputs = subject(name, "fused", device)
     reference, _ = subject(name, "reference", device)
     actual = WAYS[way](fused, inputs)

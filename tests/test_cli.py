@@ -15,7 +15,6 @@ from dhif.cli import main
 from dhif.checkpoint import load_checkpoint
 
 from authors_format import authors_state_dict, pickled_authors_model
-from helpers import SHARED_DATA
 
 
 def test_info(capsys):
@@ -27,6 +26,7 @@ def test_info(capsys):
     assert printed.err == ""  # the JSON alone
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     script = Path(sys.executable).parent / "dhif"  # installed beside the interpreter by pip
     for command in ([str(script), "--help"], [sys.executable, "-m", "dhif.cli", "--help"]):
@@ -212,6 +212,7 @@ def test_a_missing_array_name_is_an_unquoted_line(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith(f"dhif fuse: error: {tmp_path / 'pair.npz'} has no array 'hyprImg'")
 
 
+@pytest.mark.slow
 def test_fuse_refuses_a_container_of_several_cubes_without_a_key(tmp_path):
     lr_hsi = np.random.default_rng(0).random((4, 16, 16)).astype(np.float32)
     np.savez(tmp_path / "pair.npz", lr=lr_hsi, msi=np.zeros((3, 64, 64), np.float32))
@@ -320,10 +321,8 @@ def test_scene_mistakes_are_named(cave_dir, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_fuse_the_real_houston_pair(tmp_path):
-    houston = SHARED_DATA / "houston" / "houston_dataset.mat"
-    if not houston.exists():
-        pytest.skip("shared data not present")
+def test_fuse_the_real_houston_pair(tmp_path, shared_data):
+    houston = shared_data("houston/houston_dataset.mat")
     assert main(["fuse", "--lr-hsi", str(houston), "--lr-key", "hyprImg", "--hr-msi", str(houston), "--msi-key",
                  "rgbImg", "--minutes", "0.02", "--width", "4", "--stages", "1", "--head-width", "8",
                  "--out", str(tmp_path), "--device", "cpu"]) == 0
@@ -387,3 +386,32 @@ def test_pair_scale_says_what_is_wrong(lr_size, msi_size, given, says):
 
     with pytest.raises(ValueError, match=re.escape(says)):
         pair_scale(torch.zeros(5, *lr_size), torch.zeros(3, *msi_size), given)
+
+
+def test_a_partial_cave_folder_names_the_missing_default_test_scenes_first(tmp_path, capsys):
+    from dhif.data import CAVE_TEST_SCENES
+    from test_data import write_cave_folder
+
+    cave, _ = write_cave_folder(tmp_path / "cave", CAVE_TEST_SCENES[0], size=(64, 64))
+    assert main(["test", "--cave", str(tmp_path / "cave"), "--baselines", "cs", "--no-figures", "--device", "cpu",
+                 "--out", str(tmp_path / "res")]) == 0
+    printed = capsys.readouterr()
+    said = [line for line in printed.err.splitlines() if "default scenes are not under" in line]
+    missing = ", ".join(CAVE_TEST_SCENES[1:])
+    assert said == [f"dhif test: {len(CAVE_TEST_SCENES) - 1} of the {len(CAVE_TEST_SCENES)} default scenes are not "
+                    f"under {tmp_path / 'cave'}, so this uses 1: missing {missing}"]
+    assert "mean of 1" in printed.out
+
+
+def test_fuse_speaks_in_the_files_layout_and_says_what_training_left_out(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "lr.npy", rng.random((36, 36, 4)).astype(np.float32))  # bands last
+    np.save(tmp_path / "msi.npy", rng.random((72, 72, 3)).astype(np.float32))
+    assert main(["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"), "--lr-layout",
+                 "hwc", "--msi-layout", "hwc", "--steps", "8", "--width", "4", "--stages", "1", "--head-width", "8",
+                 "--baselines", "none", "--device", "cpu", "--out", str(tmp_path / "fused")]) == 0
+    out = capsys.readouterr().out
+    assert np.load(tmp_path / "fused" / "fused.npy").shape == (72, 72, 4)
+    assert "fused cube 72 x 72 x 4 (hwc, as the LR-HSI" in out
+    assert "the LR-HSI's last 4 rows and 4 columns are left out of training (its size must be a multiple of 16 x " \
+           "the scale, 32 pixels" in out

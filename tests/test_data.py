@@ -7,7 +7,7 @@ from dhif.data import (CAVE_TEST_SCENES, CAVE_TRAIN_SCENES, PatchDataset, SceneD
                        gaussian_psf, load_cube, read_cave_scene, read_cube, spectral_response, to_msi)
 from dhif.data.synthetic import synthetic_scene
 
-from helpers import DEVICES, SHARED_DATA
+from helpers import DEVICES
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -199,11 +199,9 @@ def test_arrays_that_are_not_cubes_are_refused(tmp_path, shape):
         read_cube(tmp_path / "a.npy")
 
 
-def test_real_pairs_are_readable():
-    houston = SHARED_DATA / "houston" / "houston_dataset.mat"
-    paris = SHARED_DATA / "paris" / "paris_data_hs_ms.mat"
-    if not houston.exists() or not paris.exists():
-        pytest.skip("shared data not present")
+def test_real_pairs_are_readable(shared_data):
+    houston = shared_data("houston/houston_dataset.mat")
+    paris = shared_data("paris/paris_data_hs_ms.mat")
     assert read_cube(houston, "hyprImg").shape == (48, 128, 128)
     assert read_cube(houston, "rgbImg").shape == (3, 512, 512)
     assert read_cube(paris, "HSim").shape == (128, 72, 72)
@@ -256,8 +254,12 @@ def test_degrade_noise_has_the_requested_snr():
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_degrade_on_every_device(device):
+    """float32 on each device against the direct convolution in float64 (numpy, no torch)."""
     cube = torch.rand(2, 5, 32, 32)
-    torch.testing.assert_close(degrade(cube.to(device), 8).cpu(), degrade(cube, 8), atol=1e-6, rtol=1e-5)
+    expected = circular_blur_numpy(cube.double().numpy(), 8, 2.0)[..., 3::8, 3::8]
+    result = degrade(cube.to(device), 8)
+    assert result.device.type == device
+    np.testing.assert_allclose(result.cpu().double().numpy(), expected, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- spectral response
@@ -267,11 +269,13 @@ def test_nikon_response_matches_the_published_table():
     srf = spectral_response("nikon_d700")
     assert srf.shape == (3, 31)
     torch.testing.assert_close(srf.sum(dim=1), torch.ones(3))
-    table = SHARED_DATA / "srf" / "nikon_d700_response_coefficient.mat"
-    if table.exists():
-        from scipy.io import loadmat
 
-        np.testing.assert_allclose(srf.numpy(), loadmat(table)["R"].T, atol=1e-7)
+
+def test_nikon_response_is_the_shared_table(shared_data):
+    from scipy.io import loadmat
+
+    table = loadmat(shared_data("srf/nikon_d700_response_coefficient.mat"))["R"].T
+    np.testing.assert_allclose(spectral_response("nikon_d700").numpy(), table, atol=1e-7)
 
 
 def test_user_response_files(tmp_path):
@@ -286,9 +290,10 @@ def test_user_response_files(tmp_path):
         spectral_response(tmp_path / "r.npy", bands=30)
     with pytest.raises(ValueError, match="unknown spectral response"):
         spectral_response("canon_5d")
-    camspec = SHARED_DATA / "srf" / "nikon_d700_camspec.csv"
-    if camspec.exists():
-        assert spectral_response(camspec).shape == (3, 33)  # 400-720 nm
+
+
+def test_a_camspec_response_file(shared_data):
+    assert spectral_response(shared_data("srf/nikon_d700_camspec.csv")).shape == (3, 33)  # 400-720 nm
 
 
 def test_to_msi():

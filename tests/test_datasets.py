@@ -10,7 +10,6 @@ from dhif.cli import main
 from dhif.data import MappedCube, find_scenes, load_scenes, read_cave_scene
 from dhif.data.synthetic import synthetic_scene
 
-from helpers import CAVE_DIR
 
 TINY = ["--scale", "4", "--width", "4", "--stages", "1", "--head-width", "8", "--device", "cpu"]
 TINY_TRAINING = ["--epochs", "1", "--samples", "4", "--batch-size", "2", "--patch", "32", "--workers", "0", *TINY]
@@ -51,14 +50,12 @@ def test_train_and_test_on_harvard_layout_files(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_train_and_test_on_a_folder_of_real_cubes(tmp_path):
-    if not CAVE_DIR.exists():
-        pytest.skip("shared data not present")
+def test_train_and_test_on_a_folder_of_real_cubes(tmp_path, cave_dir):
     data = tmp_path / "real"
     data.mkdir()
     for name in ("balloons", "flowers"):  # CAVE scene folders, linked, and one scene as an (H, W, C) .npy file
-        (data / f"{name}_ms").symlink_to(CAVE_DIR / f"{name}_ms")
-    np.save(data / "cd.npy", read_cave_scene(CAVE_DIR / "cd_ms").numpy().transpose(1, 2, 0)[:256, :256] * 4000)
+        (data / f"{name}_ms").symlink_to(cave_dir / f"{name}_ms")
+    np.save(data / "cd.npy", read_cave_scene(cave_dir / "cd_ms").numpy().transpose(1, 2, 0)[:256, :256] * 4000)
     checkpoint, results = train_and_test(data, tmp_path, ["balloons", "cd"], ["flowers", "cd"])
     assert checkpoint["config"]["train_scenes"] == ["balloons", "cd"]
     cube = np.load(results / "cubes" / "cd.npy")

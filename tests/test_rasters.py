@@ -14,7 +14,6 @@ from dhif.data.rasters import Georeference, check_registration
 from dhif.data.synthetic import synthetic_scene
 from dhif.data.units import robust_peak
 
-from helpers import SHARED_DATA
 
 rasterio = pytest.importorskip("rasterio")
 from rasterio.transform import Affine  # noqa: E402
@@ -272,12 +271,10 @@ def test_fuse_refuses_a_misregistered_pair_before_writing_anything(tmp_path, cap
 
 
 @pytest.mark.slow
-def test_the_real_houston_pair_fuses_alike_from_envi_and_geotiff_and_from_its_mat_file(tmp_path):
+def test_the_real_houston_pair_fuses_alike_from_envi_and_geotiff_and_from_its_mat_file(tmp_path, shared_data):
     """The shared Houston crop (48-band uint16 HSI, 8-bit RGB, x4) written as an ENVI BIP
     cube and a GeoTIFF: the same seed and steps give the same fused values as the .mat."""
-    houston = SHARED_DATA / "houston" / "houston_dataset.mat"
-    if not houston.exists():
-        pytest.skip("shared data not present")
+    houston = shared_data("houston/houston_dataset.mat")
     lr_file, rgb_file = load_cube(houston, "hyprImg"), load_cube(houston, "rgbImg")
     write_envi(tmp_path / "hsi", lr_file.data.numpy().astype(np.uint16), "bip", wavelengths=np.linspace(380, 1050, 48),
                units="Nanometers", pixel=1.0)

@@ -334,11 +334,12 @@ def test_sigterm_to_torchrun_stops_every_rank_and_the_resumed_run_is_exact(tmp_p
 
 def test_a_long_run_says_how_long_it_will_take(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dhif.training.run_log.LongRunEstimate, "LONG_RUN_S", 0)  # every run is "long" here
+    monkeypatch.setattr(dhif.training.run_log.LongRunEstimate, "MEASURED_S", 0)
     config = tiny_config(tmp_path, epochs=2, samples_per_epoch=32)  # 8 steps per epoch
     train(config, tiny_dataset(config))
     said = [line for line in capsys.readouterr().out.splitlines() if "this run needs about" in line]
-    assert len(said) == 1
-    assert re.fullmatch(r"dhif train: this run needs about \d+\.\d hours more on cpu \(\d+\.\d\d s per step, 12 "
+    assert len(said) == 1  # said once, after the first step and MEASURED_STEPS (10) more: 5 of 16 left
+    assert re.fullmatch(r"dhif train: this run needs about \d+\.\d hours more on cpu \(\d+\.\d\d s per step, 5 "
                         r"steps to go\); fewer --epochs or --samples, or a GPU, shorten it", said[0])
 
 
@@ -358,18 +359,26 @@ def test_a_preset_sets_the_defaults_and_options_still_win():
         TrainConfig.from_preset("gpu")
 
 
-def test_the_cpu_preset_reaches_the_run_with_the_fields_that_have_no_option(tmp_path, monkeypatch):
+def test_the_cpu_preset_reaches_the_run_with_the_fields_that_have_no_option(tmp_path, monkeypatch, cave_dir):
     from dhif.cli import main
-    from helpers import CAVE_DIR
 
     seen = {}
     nothing_trained = dhif.training.TrainingResult(0, None, None, str(tmp_path / "run" / "last.pt"), None)
     monkeypatch.setattr(dhif.training, "train", lambda config, *a, **k: seen.update(config=config) or nothing_trained)
     monkeypatch.setattr(dhif.evaluate, "scene_validator", lambda *a: None)
-    if not CAVE_DIR.is_dir():
-        pytest.skip("needs ../shared/data (the CAVE scenes)")
-    assert main(["train", "--cave", str(CAVE_DIR), "--preset", "cpu", "--train-scenes", "balloons", "--val-every",
+    assert main(["train", "--cave", str(cave_dir), "--preset", "cpu", "--train-scenes", "balloons", "--val-every",
                  "0", "--out", str(tmp_path / "run")]) == 0
     config = seen["config"]
     assert (config.lr_decay_until, config.init_operators, config.head_width) == (
         dhif.training.PRESETS["cpu"]["lr_decay_until"], "physics", 32)
+
+
+def test_the_whole_run_bar_shows_elapsed_and_left(tmp_path):
+    from dhif.training.run_log import RunLog
+
+    log = RunLog(tmp_path, tiny_config(tmp_path, epochs=10), main=True, progress=True, steps_per_epoch=2,
+                 start_epoch=0)
+    log.epoch_done(0, 0.5, 1e-3, None, 1.0, 0.0)
+    shown = str(log.bar)
+    log.close()
+    assert re.search(r"1/10 epochs \[\d\d:\d\d elapsed, [\d:?]+ left\]", shown), shown

@@ -10,7 +10,6 @@ from dhif.data import degrade, load_cube, read_array, spectral_response, to_msi
 from dhif.data.synthetic import synthetic_scene
 from dhif.data.units import clip_to_input_range, robust_peak
 
-from helpers import SHARED_DATA
 
 FACTORS = (1e-3, 1.0, 1e4)
 TINY_MODEL = ["--width", "4", "--stages", "1", "--head-width", "8", "--device", "cpu"]
@@ -67,15 +66,9 @@ def test_data_in_thousands_come_back_in_thousands_with_sane_scores(tmp_path):
     assert 20 < report["consistency_psnr_db"] < 80
 
 
-def _shared(path):
-    if not (SHARED_DATA / path).exists():
-        pytest.skip("shared data not present")
-    return SHARED_DATA / path
-
-
 @pytest.mark.slow
-def test_fusing_the_scaled_real_houston_pair(tmp_path):
-    houston = _shared("houston/houston_dataset.mat")
+def test_fusing_the_scaled_real_houston_pair(tmp_path, shared_data):
+    houston = shared_data("houston/houston_dataset.mat")
     lr_hsi, rgb = load_cube(houston, "hyprImg").data.numpy(), load_cube(houston, "rgbImg").data.numpy()
     cube, report = assert_scale_equivariant(tmp_path, lr_hsi, rgb)
     assert report["inputs"]["lr_hsi"]["dtype"] == "float64"  # the test's scaled files
@@ -83,14 +76,14 @@ def test_fusing_the_scaled_real_houston_pair(tmp_path):
 
 
 @pytest.mark.slow
-def test_fusing_scaled_real_paris_and_jasper_ridge_cubes(tmp_path):
+def test_fusing_scaled_real_paris_and_jasper_ridge_cubes(tmp_path, shared_data):
     # Paris: the Hyperion cube degraded x2 with the real ALI image; Jasper Ridge: 198 bands
     # degraded x2, with a 4-channel image of band averages as the MSI.
-    paris = _shared("paris/paris_data_hs_ms.mat")
+    paris = shared_data("paris/paris_data_hs_ms.mat")
     hsi, msi = load_cube(paris, "HSim").data, load_cube(paris, "MSim").data
     (tmp_path / "paris").mkdir()
     assert_scale_equivariant(tmp_path / "paris", degrade(hsi, 2).numpy(), msi.numpy())
-    pixels = read_array(_shared("jasper_ridge/jasperRidge2_R198.mat"), "Y").astype(np.float64)  # 198 x 10000
+    pixels = read_array(shared_data("jasper_ridge/jasperRidge2_R198.mat"), "Y").astype(np.float64)  # 198 x 10000
     hsi = torch.from_numpy(pixels.reshape(198, 100, 100).transpose(0, 2, 1)[:, :96, :96].copy())  # column-major
     msi = torch.stack([bands.mean(dim=0) for bands in hsi.tensor_split(4)])
     (tmp_path / "jasper").mkdir()
