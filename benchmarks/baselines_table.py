@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import machine
+from measure import add_cave_argument, machine
 
 from dhif.cli import main as dhif
 from dhif.report import METHOD_NAMES, summarise
@@ -47,7 +47,7 @@ def run(args) -> str:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cave", required=True)
+    add_cave_argument(parser)
     parser.add_argument("--scenes", nargs="*")
     parser.add_argument("--checkpoint")
     parser.add_argument("--out", help="also write the table to this file")

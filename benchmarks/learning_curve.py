@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from measure import machine  # noqa: E402
+from measure import add_cave_argument, machine  # noqa: E402
 
 from dhif.checkpoint import load_checkpoint  # noqa: E402
 from dhif.data import SceneDataset, load_scenes, spectral_response  # noqa: E402
@@ -75,7 +75,7 @@ def markdown(points: list, lines: dict, title: str) -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, type=Path, help="a dhif train --out folder (log.csv, last.pt)")
-    parser.add_argument("--cave", required=True)
+    add_cave_argument(parser)
     parser.add_argument("--scenes", nargs="+", required=True, help="the run's validation scenes")
     parser.add_argument("--png", type=Path, default=Path(__file__).with_name("learning_curve.png"))
     args = parser.parse_args()

@@ -5,11 +5,16 @@ import gc
 import multiprocessing
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from dhif.ops import build_info
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import CAVE_DIR  # noqa: E402  (DHIF_DATA, else ../shared/data: one rule for tests and benchmarks)
 
 TAPS = 7
 # DHIF_BENCH_TINY=1: every benchmark at a tiny size, to check the benchmarking itself
@@ -80,6 +85,15 @@ def cpu_peak_extra_in_fresh_process(make_step, *args, timeout: int = 900) -> int
     honest peak. make_step must be a module-level function (the new interpreter imports it)."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply_async(_probe_peak, (make_step, args)).get(timeout)
+
+
+def add_cave_argument(parser):
+    """--cave: the CAVE complete_ms_data folder; by default the one under DHIF_DATA (or
+    ../shared/data), where there is one."""
+    found = str(CAVE_DIR) if CAVE_DIR.is_dir() else None
+    parser.add_argument("--cave", default=found, required=found is None,
+                        help=f"the CAVE database's complete_ms_data folder (default: {found or 'none found'}; "
+                        "DHIF_DATA names a folder that holds cave/complete_ms_data)")
 
 
 def machine() -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from measure import machine
+from measure import add_cave_argument, machine
 
 from dhif.baselines import BASELINES
 from dhif.cli import main as dhif_main
@@ -55,7 +55,7 @@ def table(results: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cave", required=True, help="the CAVE database's complete_ms_data folder")
+    add_cave_argument(parser)
     parser.add_argument("--scene", default="watercolors")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     parser.add_argument("--steps", type=int, default=400, help="dhif fuse's training steps at every scale")
