@@ -1,7 +1,8 @@
-"""Make the model that ships with dhif from a finished `dhif train` run: its weights and
+"""Make a model that ships with dhif from a finished `dhif train` run: its weights and
 configuration only (no optimizer, no random state), in float32, as
-dhif/pretrained/cave_x8_cpu.pt, and dhif/pretrained/record.json (the command, the data, the
-training time, the held-out scores and the fingerprint that the tests check).
+dhif/pretrained/cave_x{scale}_cpu.pt (the run's scale), and cave_x{scale}_cpu.json beside it
+(the command, the data, the training time, the held-out scores and the fingerprint that the
+tests check). A new scale is also added to SHIPPED_SCALES in dhif/pretrained/__init__.py.
 
     python benchmarks/ship_model.py --run runs/cpu_x8 --command "dhif train ..." \
         --held-out held_out.json [--overwrite]
@@ -18,7 +19,7 @@ from measure import machine
 
 from dhif.checkpoint import load_checkpoint, model_from_checkpoint
 from dhif.outputs import save_atomic, write_atomic
-from dhif.pretrained import CHECKPOINT, RECORD, fingerprint
+from dhif.pretrained import fingerprint
 from dhif.report import summarise
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dhif" / "pretrained"
@@ -44,10 +45,10 @@ if __name__ == "__main__":
     parser.add_argument("--held-out", required=True, type=Path)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
-    target = PACKAGE / CHECKPOINT
+    checkpoint = load_checkpoint(args.run / "last.pt")
+    target = PACKAGE / f"cave_x{checkpoint['config']['scale']}_cpu.pt"
     if target.exists() and not args.overwrite:
         raise SystemExit(f"{target} exists; pass --overwrite to replace the shipped model")
-    checkpoint = load_checkpoint(args.run / "last.pt")
     steps = checkpoint["epoch"] * checkpoint["config"]["samples_per_epoch"] // checkpoint["config"]["batch_size"]
     weights = {k: v.float().contiguous() for k, v in checkpoint["model"].items()}
     save_atomic({"model": weights, "config": checkpoint["config"]}, target)
@@ -57,5 +58,5 @@ if __name__ == "__main__":
               "machine": f"{info['cpu']}, {info['threads']} threads, torch {info['torch']}",
               "date": time.strftime("%Y-%m-%d", time.gmtime()), "held_out": held_out_scores(args.held_out),
               "fingerprint": fingerprint(model_from_checkpoint(target))}
-    write_atomic(PACKAGE / RECORD, json.dumps(record, indent=2) + "\n")
-    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) and {PACKAGE / RECORD}")
+    write_atomic(target.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) and {target.with_suffix('.json')}")

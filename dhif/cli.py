@@ -182,8 +182,9 @@ def cmd_train(args):
 def _add_checkpoint_args(parser, checkpoint_help):
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--checkpoint", default=None, help=checkpoint_help)
-    model.add_argument("--pretrained", action="store_true", help="the model that ships with dhif: CAVE-trained, "
-                       "x8, 31 bands and an RGB image (see the README, \"A model trained on the CPU, shipped\")")
+    model.add_argument("--pretrained", action="store_true", help="a model that ships with dhif, for the scale "
+                       "(dhif test: --scale, default 8; dhif fuse: the pair's): CAVE-trained, 31 bands and an RGB "
+                       "image (see the README, \"A model trained on the CPU, shipped\")")
 
 
 def _baselines_arg(parser, default_help):
@@ -250,6 +251,11 @@ def cmd_fuse(args):
 
     lr_file = load_cube(args.lr_hsi, args.lr_key, args.lr_layout)
     msi_file = load_cube(args.hr_msi, args.msi_key, args.msi_layout)
+    if args.pretrained:  # the shipped model for the pair's scale
+        from .fuse import pair_scale
+        from .pretrained import pretrained_path
+
+        args.checkpoint = str(pretrained_path(pair_scale(lr_file.data, msi_file.data, args.scale)))
     fuse(lr_file, msi_file, FuseSettings(**_options(FuseSettings, args)), args.out)
 
 
@@ -372,6 +378,9 @@ def _add_fuse_command(sub, command):
     budget.add_argument("--minutes", type=positive_float, default=None, help="train for this long instead of "
                         "--steps (results then depend on the machine)")
     _add_size_args(p, defaults, " of the model trained here")
+    p.add_argument("--initial-estimate", choices=["auto", "bicubic", "cs"], default=defaults.initial_estimate,
+                   help="where the model trained here starts: the LR-HSI upsampled, component substitution, or auto: "
+                   "the one of the two that scores higher at reduced resolution on the pair")
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
                    "in HR pixels")
@@ -444,10 +453,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if getattr(args, "preset", "paper") != "paper":  # parse again with the preset's values as defaults
         args = build_parser(args.preset).parse_args(argv)
-    if getattr(args, "pretrained", False):
+    if getattr(args, "pretrained", False) and args.command == "test":  # fuse's scale is its pair's: cmd_fuse
         from .pretrained import pretrained_path
 
-        args.checkpoint = str(pretrained_path())
+        args.checkpoint, args.scale = str(pretrained_path(args.scale or 8)), None
     return args
 
 

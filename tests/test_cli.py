@@ -415,3 +415,25 @@ def test_fuse_speaks_in_the_files_layout_and_says_what_training_left_out(tmp_pat
     assert "fused cube 72 x 72 x 4 (hwc, as the LR-HSI" in out
     assert "the LR-HSI's last 4 rows and 4 columns are left out of training (its size must be a multiple of 16 x " \
            "the scale, 32 pixels" in out
+
+
+@pytest.mark.parametrize("msi_kind, start", [("the scene's RGB image", "cs"), ("noise", "bicubic")])
+def test_fuse_starts_its_network_from_the_better_classical_estimate(tmp_path, capsys, msi_kind, start):
+    from dhif.data import degrade, spectral_response, to_msi
+    from dhif.data.synthetic import synthetic_scene
+
+    scene = synthetic_scene(128, 31, seed=3)
+    msi = to_msi(scene, spectral_response()) if start == "cs" else torch.rand(3, 128, 128, generator=torch.Generator()
+                                                                             .manual_seed(0))
+    np.save(tmp_path / "lr.npy", degrade(scene, 2).numpy())
+    np.save(tmp_path / "msi.npy", msi.numpy())
+    assert main(["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"), "--lr-layout",
+                 "chw", "--msi-layout", "chw", "--steps", "8", "--width", "4", "--stages", "1", "--head-width", "8",
+                 "--baselines", "bicubic", "cs", "--device", "cpu", "--out", str(tmp_path / "fused")]) == 0
+    report = json.loads((tmp_path / "fused" / "report.json").read_text())
+    chosen = report["model"]["initial_estimate"]
+    assert chosen["chosen"] == report["model"]["settings"]["initial_estimate"] == start, msi_kind
+    scores = report["reduced_resolution"]
+    better, worse = (scores[start]["psnr"], scores[({"cs", "bicubic"} - {start}).pop()]["psnr"])
+    assert better > worse and chosen["how"].startswith("auto: the better initial estimate at reduced resolution")
+    assert "dhif fuse: the network starts from" in capsys.readouterr().out

@@ -22,12 +22,12 @@ from ..devices import pick_device
 from ..inference import reconstruct_image, resolve_tile
 from ..metrics import psnr_over_valid
 from ..outputs import claim_output, write_atomic
-from ..report import save_figures
+from ..report import METHOD_NAMES, save_figures
 from .files import CUBE_FORMATS, cube_files, output_files, write_cube
 from .fit import DEFAULT_STEPS, train_on_pair, training_patch
 from .pair import Pair, band_wavelengths, check_pair, pair_scale
-from .scores import (ASSUMED_SIGMA, CONSISTENCY, format_scores, full_resolution_baselines, reduced_resolution,
-                     verdict)
+from .scores import (ASSUMED_SIGMA, CONSISTENCY, best_start, format_scores, full_resolution_baselines,
+                     reduced_resolution, verdict)
 
 __all__ = ["CUBE_FORMATS", "DEFAULT_STEPS", "FuseSettings", "Pair", "band_wavelengths", "check_pair", "cube_files",
            "format_scores", "fuse", "pair_scale", "reduced_resolution", "training_patch", "verdict"]
@@ -44,6 +44,7 @@ class FuseSettings:
     width: int = 16          # of the model trained on the pair: U-Net width, stages, head width
     stages: int = 2
     head_width: int = 64
+    initial_estimate: str = "auto"  # its start: "bicubic", "cs", or auto (the better of them on the reduced pair)
     tile: object = "auto"    # HR tile side, 0 (whole image) or "auto"
     overlap: int = 32
     precision: str = "fp32"
@@ -64,10 +65,21 @@ def _check_model_fits(model, lr_hsi, hr_msi, scale: int, source):
 
 
 def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, out: Path, device) -> tuple:
-    """(model, what was trained): the given model, or one trained here on the pair."""
+    """(model, what was trained): the given model, or one trained here on the pair, started
+    from settings.initial_estimate (auto: best_start's choice, said on the terminal)."""
     if model is not None:
         return model, {"trained_here": False, "checkpoint": str(settings.checkpoint)}
-    return train_on_pair(settings, lr_hsi, hr_msi, pair.scale, out, pair.lr_valid)
+    start, how = settings.initial_estimate, "given (--initial-estimate)"
+    if start == "auto":
+        start, psnrs = best_start(lr_hsi, hr_msi, pair.scale, device, pair.lr_valid)
+        scores = ", ".join(f"{METHOD_NAMES[s]} {p:.2f} dB" for s, p in psnrs.items())
+        how = f"auto: the better initial estimate at reduced resolution ({scores})"
+        print(f"dhif fuse: the network starts from {METHOD_NAMES[start]}, the better at reduced resolution "
+              f"({scores})", flush=True)
+    model, trained = train_on_pair(dataclasses.replace(settings, initial_estimate=start), lr_hsi, hr_msi,
+                                   pair.scale, out, pair.lr_valid)
+    trained["initial_estimate"] = {"chosen": start, "how": how}
+    return model, trained
 
 
 def _fuse_whole(settings: FuseSettings, model, lr_hsi, hr_msi, device) -> torch.Tensor:

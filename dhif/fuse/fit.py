@@ -45,7 +45,8 @@ def train_on_pair(settings, lr_hsi, hr_msi, scale, out, lr_valid=None):
     steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
     config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
                               msi_channels=hr_msi.shape[0], stages=settings.stages, width=settings.width,
-                              head_width=settings.head_width, patch=patch, lr=1e-3, device=settings.device,
+                              head_width=settings.head_width, initial_estimate=settings.initial_estimate,
+                              patch=patch, lr=1e-3, device=settings.device,
                               seed=settings.seed, time_limit=settings.minutes * 60 if settings.minutes else None)
     budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
     print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "

@@ -5,6 +5,7 @@ from ..data import crop_pair, degrade
 from ..data.units import clip_to_input_range
 from ..inference import reconstruct_image
 from ..metrics import ergas, psnr_over_valid, sam, valid_pixels
+from ..models.dhif_net import INITIAL_ESTIMATES
 from ..profiling import timed_call
 from ..report import METHOD_NAMES
 from .files import cube_files
@@ -19,16 +20,18 @@ CONSISTENCY = ("PSNR (dB) of the fused cube, degraded by the same blur and decim
 
 def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, precision="fp32",
                        baselines=DEFAULT_BASELINES, lr_valid=None) -> dict:
-    """Wald's protocol: every method fuses the inputs degraded by the scale, scored against
-    the LR-HSI (PSNR with the LR-HSI's own peak, SAM, ERGAS, seconds) on its pixels with
-    data (lr_valid). Scale-free: the inputs may be in any units, as long as every method
-    sees the same. The baselines know the reduced pair's blur (it is made here) and
-    estimate its spectral response."""
+    """Wald's protocol: every method (DHIF-Net unless model is None, and the baselines) fuses
+    the inputs degraded by the scale, scored against the LR-HSI (PSNR with the LR-HSI's own
+    peak, SAM, ERGAS, seconds) on its pixels with data (lr_valid). Scale-free: the inputs may
+    be in any units, as long as every method sees the same. The baselines know the reduced
+    pair's blur (it is made here) and estimate its spectral response."""
     target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale, lr_valid)
     low_hsi, low_msi = degrade(target, scale, ASSUMED_SIGMA)[None], degrade(msi, scale, ASSUMED_SIGMA)[None]
-    fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
-                                precision=precision)
-    timed = {"dhif": (fused.cpu(), seconds)}
+    timed = {}
+    if model is not None:
+        fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
+                                    precision=precision)
+        timed["dhif"] = (fused.cpu(), seconds)
     observation = Observation(scale, ASSUMED_SIGMA)
     timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), observation) for m in baselines})
     truth = valid_pixels(target[None], valid)
@@ -38,6 +41,18 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
         scores[method] = {"psnr": psnr_over_valid(result, truth), "sam": sam(result, truth),
                           "ergas": ergas(result, truth, scale), "seconds": round(seconds, 3)}
     return scores
+
+
+def best_start(lr_hsi, hr_msi, scale, device, lr_valid=None) -> tuple:
+    """(the better start for a network trained on the pair, {start: PSNR}): of the initial
+    estimates DHIF-Net has (bicubic, component substitution), the one that scores higher at
+    reduced resolution, where the network is trained. Component substitution is the stronger
+    wherever the HR-MSI's detail follows the LR-HSI's bands; where it does not (a pair whose
+    response or blur is not the assumed one), it can fall below bicubic."""
+    scores = reduced_resolution(None, lr_hsi, hr_msi, scale, device, None, 0, baselines=INITIAL_ESTIMATES,
+                                lr_valid=lr_valid)
+    psnrs = {start: scores[start]["psnr"] for start in INITIAL_ESTIMATES}
+    return max(psnrs, key=psnrs.get), psnrs
 
 
 def full_resolution_baselines(lr_data, msi_data, scale, device, baselines) -> tuple:

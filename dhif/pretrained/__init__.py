@@ -1,31 +1,35 @@
-"""The model that ships with dhif: a small DHIF-Net trained with `dhif train --preset cpu`
-on CAVE at x8 (the command, the data and its scores: the README, "A model trained on the CPU, shipped").
+"""The models that ship with dhif: small DHIF-Nets trained with `dhif train --preset cpu` on
+CAVE, one per scale (the commands, the data and their scores: the README, "A model trained on
+the CPU, shipped").
 
-record.json, beside it, holds how it was made and a fingerprint: its output on a generated
-scene, which tests compare with what the file gives today.
+Each cave_x{scale}_cpu.pt has a .json beside it: how it was made, and a fingerprint (its
+output on a generated scene), which tests compare with what the file gives today.
 """
 import json
 from importlib import resources
 
 from ..checkpoint import model_from_checkpoint
 
-CHECKPOINT = "cave_x8_cpu.pt"
-RECORD = "record.json"
-SHIPPED = {8: CHECKPOINT}  # scale -> checkpoint
+SHIPPED_SCALES = (8,)
+
+
+def _shipped(scale: int, suffix: str):
+    if scale not in SHIPPED_SCALES:
+        raise ValueError(f"dhif ships no model for x{scale}; shipped: {', '.join(f'x{s}' for s in SHIPPED_SCALES)}. "
+                         f"Train one with dhif train --scale {scale}")
+    return resources.files(__name__) / f"cave_x{scale}_cpu{suffix}"
 
 
 def pretrained_path(scale: int = 8):
     """The shipped checkpoint for `scale` (weights and configuration only, read weights-only);
     a one-line ValueError for a scale that no shipped model covers."""
-    if scale not in SHIPPED:
-        raise ValueError(f"dhif ships no model for x{scale}; shipped: "
-                         f"{', '.join(f'x{s}' for s in sorted(SHIPPED))}. Train one with dhif train --scale {scale}")
-    return resources.files(__name__) / SHIPPED[scale]
+    return _shipped(scale, ".pt")
 
 
-def pretrained_record() -> dict:
-    """How the shipped model was made (command, data, training time) and its fingerprint."""
-    return json.loads((resources.files(__name__) / RECORD).read_text())
+def pretrained_record(scale: int = 8) -> dict:
+    """How the shipped model for `scale` was made (command, data, training time, held-out
+    scores) and its fingerprint."""
+    return json.loads(_shipped(scale, ".json").read_text())
 
 
 def pretrained_model(scale: int = 8, *, device="cpu", filter_impl: str = "auto"):
@@ -35,15 +39,16 @@ def pretrained_model(scale: int = 8, *, device="cpu", filter_impl: str = "auto")
 
 
 def fingerprint(model) -> dict:
-    """The model's output on a generated scene (64 x 64, x8, the Nikon D700's RGB): its mean,
-    standard deviation and a few voxels, to tell whether a file or the code changed it."""
+    """The model's output on a generated scene (64 x 64 at the model's scale, the Nikon D700's
+    RGB): its mean, standard deviation and a few voxels, to tell whether a file or the code
+    changed it."""
     import torch
 
     from ..data import degrade, spectral_response, to_msi
     from ..data.synthetic import synthetic_scene
 
     scene = synthetic_scene(64, seed=0)
-    lr_hsi, hr_msi = degrade(scene, 8), to_msi(scene, spectral_response("nikon_d700"))
+    lr_hsi, hr_msi = degrade(scene, model.scale), to_msi(scene, spectral_response("nikon_d700"))
     device = next(model.parameters()).device
     with torch.no_grad():
         out = model(lr_hsi[None].to(device), hr_msi[None].to(device))[0].double().cpu()
