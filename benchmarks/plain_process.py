@@ -44,7 +44,8 @@ CONFIGS = {
 CHILD = r"""
 import functools, json, statistics, sys, time
 import torch
-impl, shape, reps, mode, keep = sys.argv[1], tuple(map(int, sys.argv[2].split(","))), int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+impl, shape, reps, mode = sys.argv[1], tuple(map(int, sys.argv[2].split(","))), int(sys.argv[3]), sys.argv[4]
+keep = sys.argv[5] == "1"
 import dhif
 from dhif.ops import spatio_spectral_filter
 if keep:

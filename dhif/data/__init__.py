@@ -7,6 +7,7 @@ from .readers import CubeFile, cave_band_files, load_cube, read_array, read_cave
 from .srf import RESPONSES, spectral_response, to_msi
 
 __all__ = ["CAVE_TRAIN_SCENES", "CAVE_TEST_SCENES", "CAVE_WAVELENGTHS", "PairPatchDataset", "PatchDataset", "SceneDataset",
-           "crop_pair", "crop_to_multiple", "CUBE_SUFFIXES", "SCALINGS", "MappedCube", "Scenes", "find_scenes", "load_scenes",
+           "crop_pair", "crop_to_multiple", "CUBE_SUFFIXES", "SCALINGS", "MappedCube", "Scenes", "find_scenes",
+           "load_scenes",
            "blur", "degrade", "gaussian_psf", "psf_to_otf", "upsample_bicubic",
            "CubeFile", "cave_band_files", "load_cube", "read_array", "read_cave_scene", "read_cube", "RESPONSES", "spectral_response", "to_msi"]
