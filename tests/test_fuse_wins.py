@@ -1,0 +1,40 @@
+"""`dhif fuse` with its defaults, where it must win: DHIF-Net above every baseline at reduced
+resolution on the real Houston pair, and against the truth on a CAVE scene simulated at x4
+(benchmarks/fuse_table.py measures these and the other pairs)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dhif.baselines import BASELINES
+from dhif.cli import main
+from dhif.data import degrade, read_cave_scene, read_cube, spectral_response, to_msi
+from dhif.metrics import psnr_over_valid
+
+
+def _fuse(tmp_path, lr_hsi, hr_msi) -> dict:
+    np.save(tmp_path / "lr.npy", lr_hsi.float().numpy())
+    np.save(tmp_path / "msi.npy", hr_msi.float().numpy())
+    assert main(["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"),
+                 "--lr-layout", "chw", "--msi-layout", "chw", "--baselines", "all", "--save-baselines",
+                 "--device", "cpu", "--out", str(tmp_path / "out")]) == 0
+    return json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+@pytest.mark.slow
+def test_on_the_real_houston_pair_dhif_net_beats_every_baseline_at_reduced_resolution(tmp_path, shared_data):
+    houston = shared_data("houston/houston_dataset.mat")
+    report = _fuse(tmp_path, read_cube(houston, "hyprImg"), read_cube(houston, "rgbImg"))
+    scores = {method: report["reduced_resolution"][method]["psnr"] for method in ("dhif", *BASELINES)}
+    assert max(scores, key=scores.get) == "dhif", scores
+
+
+@pytest.mark.slow
+def test_on_a_cave_scene_at_x4_dhif_net_beats_every_baseline_against_the_truth(tmp_path, cave_dir):
+    truth = read_cave_scene(cave_dir / "watercolors_ms").double()
+    _fuse(tmp_path, degrade(truth, 4), to_msi(truth, spectral_response("nikon_d700")))
+    scores = {method: psnr_over_valid(torch.from_numpy(np.load(tmp_path / "out" / f"{name}.npy")).double()[None],
+                                      truth[None])
+              for method, name in (("dhif", "fused"), *((m, m) for m in BASELINES))}
+    assert max(scores, key=scores.get) == "dhif", scores
