@@ -256,7 +256,8 @@ def cmd_fuse(args):
         from .pretrained import pretrained_path
 
         args.checkpoint = str(pretrained_path(pair_scale(lr_file.data, msi_file.data, args.scale)))
-    fuse(lr_file, msi_file, FuseSettings(**_options(FuseSettings, args)), args.out)
+    truth_file = load_cube(args.truth, args.truth_key, args.lr_layout) if args.truth else None
+    fuse(lr_file, msi_file, FuseSettings(**_options(FuseSettings, args)), args.out, truth_file)
 
 
 def cmd_convert(args):
@@ -372,6 +373,11 @@ def _add_fuse_command(sub, command):
                    "or a .csv/.txt/.npy file, one per band; default: read from the file where it has them, else "
                    "figures use band numbers")
     p.add_argument("--scale", type=positive_int, default=None, help="default: the size ratio of the inputs")
+    p.add_argument("--psf-sigma", type=positive_float, default=None, help="the sigma of the sensor's Gaussian PSF in "
+                   "HR pixels, where you know it; default: estimated from the pair, jointly with the spectral response")
+    p.add_argument("--truth", default=None, help="a reference cube (the LR-HSI's bands at the HR-MSI's size, same "
+                   "layout and units as the LR-HSI): every method is also scored against it (PSNR, SAM, ERGAS, SSIM)")
+    p.add_argument("--truth-key", default=None, help="array name of --truth in a .mat/.npz/.h5 file")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int, default=defaults.steps, help="training steps of 4 patches "
                         "without --checkpoint, rounded up to a multiple of 8: the same numbers on any machine")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dhif.baselines import BASELINES, Observation, chosen_baselines, cnmf, estimate_srf, fuse_sylvester
+from dhif.baselines import BASELINES, Observation, chosen_baselines, cnmf, estimate_srf, fuse_sylvester, hysure
 from dhif.baselines.cnmf import successive_projection
 from dhif.cli import main
 from dhif.data import degrade, spectral_response, to_msi
@@ -62,6 +62,7 @@ EXACT = {  # method -> (scene, the responses it is exact with, keyword arguments
     "sfim": (lambda: _detail_scene("sfim"), (None,), {}),
     "cnmf": (_low_rank_scene, (NIKON, None), {"endmembers": 3}),
     "fuse": (_low_rank_scene, (NIKON, None), {"subspace": 3, "prior_weight": 1e-12}),
+    "hysure": (_low_rank_scene, (NIKON, None), {"subspace": 3, "lambda_phi": 0.0, "mu": 0.005, "iterations": 2000}),
 }
 
 
@@ -219,7 +220,10 @@ def test_dhif_fuse_reports_and_saves_the_chosen_baselines(tmp_path, capsys):
     assert all(scores[m]["seconds"] >= 0 and scores[m]["psnr"] > 25 for m in ("glp", "fuse", "cnmf"))
     assert set(report["baselines"]["seconds_full_resolution"]) == {"glp", "fuse", "cnmf"}
     assert "estimated" in report["baselines"]["full_resolution"]["srf"]
-    assert "assumed" in report["baselines"]["full_resolution"]["blur"]
+    # Over the protocol's 2 x 2 window every sigma makes one box filter: the assumed one is kept.
+    assert "estimated" in report["baselines"]["full_resolution"]["blur"]
+    assert report["observation"]["psf"] == {"how": "estimated", "shape": "Gaussian", "sigma_hr_pixels": 2.0,
+                                            "window_hr_pixels": 2}
     for method in ("glp", "fuse", "cnmf"):
         fused = np.load(out / f"{method}.npy")  # in the LR-HSI's units, not the RGB image's
         assert fused.shape == (31, 128, 128) and 2000 < fused.max() < 6000
@@ -250,7 +254,7 @@ def test_the_fuse_verdict_names_the_best_method_and_what_to_do():
     scores["dhif"]["psnr"] = 33.0
     assert verdict(scores, {}) == "best at reduced resolution: DHIF-Net (PSNR 33.00 dB; FUSE 32.50 dB)"
     assert "no baselines chosen" in verdict({"dhif": scores["dhif"]}, {})
-    table = format_scores(scores, 40.0).splitlines()
+    table = format_scores(scores).splitlines()
     assert table[0].split()[-1] == "seconds" and table[2].split() == ["FUSE", "32.50", "2.00", "1.000", "0.25"]
 
 

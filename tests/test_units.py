@@ -65,7 +65,7 @@ def test_data_in_thousands_come_back_in_thousands_with_sane_scores(tmp_path):
     assert 0 <= cube.min() and 2000 < cube.max() < 8000
     for method in ("dhif", "bicubic", "cs"):
         assert 15 < report["reduced_resolution"][method]["psnr"] < 80
-    assert 20 < report["consistency_psnr_db"] < 80
+    assert 20 < report["full_resolution"]["dhif"]["lr_consistency_psnr"] < 80
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from ..profiling import timed_call
 from .cnmf import cnmf
 from .glp import glp
 from .gsa import component_substitution
+from .hysure import hysure
 from .interpolation import bicubic
 from .observation import Observation, estimate_srf
 from .sfim import sfim
@@ -30,6 +31,7 @@ BASELINES = {
     "glp": Baseline("GLP-HS", glp, ("blur",)),
     "cnmf": Baseline("CNMF", cnmf, ("blur", "srf")),
     "fuse": Baseline("FUSE", fuse_sylvester, ("blur", "srf")),
+    "hysure": Baseline("HySure", hysure, ("blur", "srf")),
 }
 DEFAULT_BASELINES = ("bicubic", "cs")
 
@@ -54,4 +56,4 @@ def run_baseline(method: str, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observ
 
 
 __all__ = ["BASELINES", "DEFAULT_BASELINES", "Baseline", "Observation", "bicubic", "chosen_baselines", "cnmf",
-           "component_substitution", "estimate_srf", "fuse_sylvester", "glp", "run_baseline", "sfim"]
+           "component_substitution", "estimate_srf", "fuse_sylvester", "glp", "hysure", "run_baseline", "sfim"]

@@ -3,7 +3,7 @@ Dobigeon, Tourneret, IEEE TIP 24(11), 2015, "Fast fusion of multi-band images ba
 solving a Sylvester equation"."""
 import torch
 
-from ..data.degrade import decimation_start, gaussian_psf, psf_to_otf, upsample_bicubic
+from ..data.degrade import decimation_start, psf_to_otf, upsample_bicubic
 from .observation import Observation, msi_in_hsi_units, response
 
 
@@ -34,7 +34,7 @@ def fuse_sylvester(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, observation: Obse
     project = lambda matrix, image: torch.einsum("bcp,bchw->bphw", matrix, image)
     filled = hsi.new_zeros(batch, basis.shape[-1], height * scale, width * scale)
     filled[..., ::scale, ::scale] = project(basis, hsi)
-    otf = psf_to_otf(gaussian_psf(scale, observation.sigma).to(hsi.device), *filled.shape[-2:])
+    otf = psf_to_otf(observation.psf().to(hsi.device), *filled.shape[-2:])
     spectral = srf @ basis  # (B, m, p)
     prior = torch.diag_embed(prior_weight * confidence)  # (B, p, p)
     rhs = (msi_weight * project(spectral, rolled(msi, -1))

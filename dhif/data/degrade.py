@@ -22,10 +22,11 @@ def psf_to_otf(psf: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.fft.fft2(padded)
 
 
-def blur(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0) -> torch.Tensor:
-    """Circular Gaussian blur (scale x scale window) of (..., H, W) through the FFT."""
+def blur(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0, window: int = None) -> torch.Tensor:
+    """Circular Gaussian blur of (..., H, W) through the FFT, over a window x window PSF
+    (None: scale x scale, the authors')."""
     height, width = hr_hsi.shape[-2:]
-    otf = psf_to_otf(gaussian_psf(scale, sigma).to(hr_hsi.device), height, width)
+    otf = psf_to_otf(gaussian_psf(window or scale, sigma).to(hr_hsi.device), height, width)
     spectrum = torch.fft.fft2(hr_hsi.to(torch.float64)) * otf
     return torch.fft.ifft2(spectrum).real.to(hr_hsi.dtype)
 
@@ -38,16 +39,17 @@ def decimation_start(scale: int) -> int:
 
 
 def degrade(hr_hsi: torch.Tensor, scale: int, sigma: float = 2.0, snr_db: float = None,
-            generator: torch.Generator = None) -> torch.Tensor:
+            generator: torch.Generator = None, window: int = None) -> torch.Tensor:
     """The LR-HSI of (C, H, W) or (B, C, H, W) by the authors' protocol: circular Gaussian
-    blur, then every scale-th pixel from decimation_start(scale). With snr_db, white Gaussian
-    noise at that signal-to-noise ratio (per image) is added."""
+    blur (over a window x window PSF; None: scale x scale), then every scale-th pixel from
+    decimation_start(scale). With snr_db, white Gaussian noise at that signal-to-noise ratio
+    (per image) is added."""
     if hr_hsi.dim() not in (3, 4):
         raise ValueError(f"degrade: expected (C, H, W) or (B, C, H, W), got shape {tuple(hr_hsi.shape)}")
     if scale < 1 or hr_hsi.shape[-1] % scale or hr_hsi.shape[-2] % scale:
         raise ValueError(f"degrade: the size {tuple(hr_hsi.shape[-2:])} is not divisible by the scale {scale}")
     start = decimation_start(scale)
-    lr = blur(hr_hsi, scale, sigma)[..., start::scale, start::scale]
+    lr = blur(hr_hsi, scale, sigma, window)[..., start::scale, start::scale]
     if snr_db is not None:
         power = lr.pow(2).mean(dim=(-3, -2, -1), keepdim=True)
         noise_std = torch.sqrt(power / 10 ** (snr_db / 10))

@@ -40,3 +40,26 @@ def pair_valid(lr_valid, msi_valid, scale: int, lr_size: tuple, msi_size: tuple)
     low = lr_valid & msi_blocks
     high = msi_valid & lr_valid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
     return low, high
+
+
+def empty_region(msi: torch.Tensor, lr_hsi: torch.Tensor, scale: int) -> tuple:
+    """((H, W) bool, value) of a masked region of an (m, H, W) HR-MSI that declares no
+    no-data value: pixels where every channel holds one value (a fill: the most common
+    such value), solid (they survive an opening by a 5 x 5 window) and over at least 0.1%
+    of the image, while the (C, h, w) LR-HSI has signal there (a real dark area is dark in
+    both); (None, None) where there is none."""
+    same = (msi == msi[:1]).all(0)
+    if not same.any():
+        return None, None
+    values, counts = torch.unique(msi[0][same], return_counts=True)
+    value = values[counts.argmax()]
+    fill = (same & (msi[0] == value)).float()[None, None]
+    opened = F.max_pool2d(-F.max_pool2d(-fill, 5, 1, 2), 5, 1, 2)
+    region = (F.max_pool2d(opened, 5, 1, 2)[0, 0] > 0) & (fill[0, 0] > 0)  # with its ragged edge
+    if region.sum() < max(25, region.numel() // 1000):
+        return None, None
+    under = -F.max_pool2d(-region.float()[None, None], scale)[0, 0] > 0  # LR pixels wholly over it
+    hsi = lr_hsi.double()
+    if under.any() and hsi[:, under].mean() < 0.05 * hsi.mean():
+        return None, None
+    return region, float(value)

@@ -13,20 +13,22 @@ from pathlib import Path
 
 import torch
 
-from ..baselines import DEFAULT_BASELINES, Observation, chosen_baselines
+from ..baselines import DEFAULT_BASELINES, chosen_baselines
+from ..baselines.estimation import estimate_observation
 from ..checkpoint import model_from_checkpoint
-from ..data import CubeFile, degrade
+from ..data import CubeFile, upsample_bicubic
 from ..data.nodata import nodata_for_json
 from ..data.units import clip_to_input_range, robust_peak
 from ..devices import pick_device
 from ..inference import reconstruct_image, resolve_tile
-from ..metrics import psnr_over_valid
+from ..metrics import all_metrics
 from ..outputs import claim_output, write_atomic
+from ..quality import full_resolution_quality
 from ..report import METHOD_NAMES, save_figures
 from .files import CUBE_FORMATS, cube_files, output_files, write_cube
 from .fit import DEFAULT_STEPS, train_on_pair, training_patch
 from .pair import Pair, band_wavelengths, check_pair, pair_scale
-from .scores import (ASSUMED_SIGMA, CONSISTENCY, best_start, format_scores, full_resolution_baselines,
+from .scores import (FULL_RESOLUTION, best_start, format_full_resolution, format_scores, full_resolution_baselines,
                      reduced_resolution, verdict)
 
 __all__ = ["CUBE_FORMATS", "DEFAULT_STEPS", "FuseSettings", "Pair", "band_wavelengths", "check_pair", "cube_files",
@@ -45,6 +47,7 @@ class FuseSettings:
     stages: int = 2
     head_width: int = 64
     initial_estimate: str = "auto"  # its start: "bicubic", "cs", or auto (the better of them on the reduced pair)
+    psf_sigma: float = None  # the PSF's sigma in HR pixels; None: estimated from the pair
     tile: object = "auto"    # HR tile side, 0 (whole image) or "auto"
     overlap: int = 32
     precision: str = "fp32"
@@ -64,20 +67,20 @@ def _check_model_fits(model, lr_hsi, hr_msi, scale: int, source):
                          f"x{scale}")
 
 
-def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, out: Path, device) -> tuple:
+def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, estimate, out: Path, device) -> tuple:
     """(model, what was trained): the given model, or one trained here on the pair, started
     from settings.initial_estimate (auto: best_start's choice, said on the terminal)."""
     if model is not None:
         return model, {"trained_here": False, "checkpoint": str(settings.checkpoint)}
     start, how = settings.initial_estimate, "given (--initial-estimate)"
     if start == "auto":
-        start, psnrs = best_start(lr_hsi, hr_msi, pair.scale, device, pair.lr_valid)
+        start, psnrs = best_start(lr_hsi, hr_msi, estimate.observation(), device, pair.lr_valid)
         scores = ", ".join(f"{METHOD_NAMES[s]} {p:.2f} dB" for s, p in psnrs.items())
         how = f"auto: the better initial estimate at reduced resolution ({scores})"
         print(f"dhif fuse: the network starts from {METHOD_NAMES[start]}, the better at reduced resolution "
               f"({scores})", flush=True)
-    model, trained = train_on_pair(dataclasses.replace(settings, initial_estimate=start), lr_hsi, hr_msi,
-                                   pair.scale, out, pair.lr_valid)
+    model, trained = train_on_pair(dataclasses.replace(settings, initial_estimate=start), lr_hsi, hr_msi, estimate,
+                                   out, pair.lr_valid)
     trained["initial_estimate"] = {"chosen": start, "how": how}
     return model, trained
 
@@ -93,7 +96,7 @@ def _fuse_whole(settings: FuseSettings, model, lr_hsi, hr_msi, device) -> torch.
 
 
 def _report(pair: Pair, cube_format: str, factors, wavelengths, trained, scores, baselines, seconds, fused,
-            consistency) -> dict:
+            estimate, quality, truth_scores) -> dict:
     scale, georeference = pair.scale, pair.georeference()
     return {
         "inputs": {"lr_hsi": pair.lr.describe(), "hr_msi": pair.msi.describe()},
@@ -108,10 +111,12 @@ def _report(pair: Pair, cube_format: str, factors, wavelengths, trained, scores,
                                "PSNR with the LR-HSI's maximum as peak; pixels without data left out" + (
                                    "; the network was trained on this reduced pair, so its score is also how well "
                                    "it fits it" if trained["trained_here"] else "")},
+        "observation": estimate.describe(),
         "baselines": {"methods": list(baselines), "seconds_full_resolution": seconds,
-                      "reduced_resolution": Observation(scale, ASSUMED_SIGMA).describe(),
-                      "full_resolution": Observation(scale, ASSUMED_SIGMA, blur_known=False).describe()},
-        "consistency_psnr_db": consistency, "consistency_meaning": CONSISTENCY,
+                      "full_resolution": estimate.observation().describe()},
+        "full_resolution": {**quality, "meaning": FULL_RESOLUTION},
+        "truth": truth_scores,
+        "hr_msi_empty_region": pair.describe_empty(),
         "output": {"files": list(cube_files("fused", cube_format)), "format": cube_format, "layout": pair.lr.layout,
                    "shape_chw": list(fused.shape), "units": "the LR-HSI's",
                    "georeference": georeference and georeference.describe(),
@@ -127,12 +132,51 @@ def _scaled_inputs(pair: Pair) -> tuple:
     return factors, (pair.lr.data.double() / factors[0]).float(), (pair.msi.data.double() / factors[1]).float()
 
 
-def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out) -> dict:
+def _check_truth(truth_file: CubeFile, lr_data, msi_data) -> torch.Tensor:
+    """The reference cube (C, H, W) as float, or a one-line ValueError where it does not
+    have the LR-HSI's bands at the HR-MSI's size."""
+    expected = (lr_data.shape[0], *msi_data.shape[1:])
+    if tuple(truth_file.data.shape) != expected:
+        raise ValueError(f"--truth {truth_file.path} is {' x '.join(map(str, truth_file.data.shape))}; the fused "
+                         f"cube will be {' x '.join(map(str, expected))} (the LR-HSI's bands at the HR-MSI's size)")
+    return truth_file.data.float()
+
+
+def _estimated_observation(pair: Pair, lr_hsi, hr_msi, psf_sigma):
+    estimate = estimate_observation(lr_hsi, hr_msi, pair.scale, pair.lr_valid, psf_sigma)
+    print(f"dhif fuse: PSF {estimate.how}: Gaussian, sigma {estimate.sigma:.3g} HR pixels over {estimate.window} x "
+          f"{estimate.window}; the response fitted for it leaves {100 * estimate.residual:.2f}% of the degraded "
+          f"HR-MSI unexplained ({100 * estimate.assumed_residual:.2f}% with the assumed sigma 2 over "
+          f"{pair.scale} x {pair.scale})", flush=True)
+    if estimate.at_limit:
+        print(f"dhif fuse: warning: the fit wants the widest PSF searched (sigma = the scale): a Gaussian PSF and a "
+              "linear response do not explain this pair well (misregistration, different acquisition times or "
+              "sensors' noise); give --psf-sigma where you know the sensor's", flush=True)
+    return estimate
+
+
+def _fill_empty(pair: Pair, cubes: dict, lr_data) -> dict:
+    """Every cube with the LR-HSI upsampled (bicubic) where the HR-MSI is a masked region."""
+    if pair.msi_empty is None:
+        return cubes
+    upsampled = clip_to_input_range(upsample_bicubic(lr_data[None], pair.scale)[0], lr_data, pair.msi.data)
+    return {m: torch.where(pair.msi_empty, upsampled, cube) for m, cube in cubes.items()}
+
+
+def _scored_pixels(pair: Pair):
+    """(H, W) pixels of the full-resolution scores: with data, outside a masked region."""
+    if pair.msi_empty is None:
+        return pair.hr_valid
+    return ~pair.msi_empty if pair.hr_valid is None else pair.hr_valid & ~pair.msi_empty
+
+
+def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out, truth_file: CubeFile = None) -> dict:
     """Fuses a user's LR-HSI and HR-MSI (load_cube's CubeFiles) into the folder `out`:
     the fused cube in the LR-HSI's units, the chosen baselines, figures and report.json,
-    which it returns."""
+    which it returns. truth_file: a reference cube that every method is scored against."""
     pair = check_pair(lr_file, msi_file, settings.scale, trains_here=not settings.checkpoint)
     lr_data, msi_data, scale = pair.lr.data.float(), pair.msi.data.float(), pair.scale
+    truth = _check_truth(truth_file, lr_data, msi_data) if truth_file is not None else None
     baselines = chosen_baselines(settings.baselines)
     wavelengths = band_wavelengths(settings.wavelengths, pair.lr)
     cube_format = pair.output_format(settings.format)
@@ -143,22 +187,30 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out) -> 
     out = Path(out)
     claim_output(out, output_files(cube_format), settings.overwrite)
     factors, lr_hsi, hr_msi = _scaled_inputs(pair)
-    model, trained = _fit_or_load(settings, model, pair, lr_hsi, hr_msi, out, device)
-    scores = reduced_resolution(model, lr_hsi, hr_msi, scale, device, settings.tile, settings.overlap,
-                                settings.precision, baselines, pair.lr_valid)
+    estimate = _estimated_observation(pair, lr_hsi, hr_msi, settings.psf_sigma)
+    model, trained = _fit_or_load(settings, model, pair, lr_hsi, hr_msi, estimate, out, device)
+    scores = reduced_resolution(model, lr_hsi, hr_msi, estimate.observation(), device, settings.tile,
+                                settings.overlap, settings.precision, baselines, pair.lr_valid)
     fused = _fuse_whole(settings, model, lr_hsi, hr_msi, device)
     fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_data, msi_data)
-    consistency = psnr_over_valid(degrade(fused, scale)[None], lr_data[None], pair.lr_valid)
-    write_cube(out, "fused", fused, cube_format, pair, wavelengths)
-    cubes, seconds = full_resolution_baselines(lr_data, msi_data, scale, device, baselines)
-    for method, cube in cubes.items() if settings.save_baselines else ():
-        write_cube(out, method, cube, cube_format, pair, wavelengths)
-    save_figures(out, "fused", None, {"dhif": fused.numpy(), **{m: c.numpy() for m, c in cubes.items()}},
+    cubes, seconds = full_resolution_baselines(lr_data, msi_data, estimate.observation(), device, baselines)
+    results = _fill_empty(pair, {"dhif": fused, **cubes}, lr_data)
+    scored = _scored_pixels(pair)
+    quality = {m: full_resolution_quality(cube.double() / factors[0], lr_hsi, hr_msi, estimate.observation(),
+                                          estimate.srf, scored, pair.lr_valid) for m, cube in results.items()}
+    truth_scores = None if truth is None else {
+        m: all_metrics(cube[None], truth[None], scale, data_range=None, valid=scored) for m, cube in results.items()}
+    for method, cube in results.items():
+        if method == "dhif" or settings.save_baselines:
+            write_cube(out, "fused" if method == "dhif" else method, cube, cube_format, pair, wavelengths)
+    save_figures(out, "fused", None, {m: c.numpy() for m, c in results.items()},
                  inputs={"LR-HSI (input)": lr_data.numpy(), "HR-MSI (input)": msi_data.numpy()},
                  wavelengths=wavelengths)
-    report = _report(pair, cube_format, factors, wavelengths, trained, scores, baselines, seconds, fused, consistency)
+    report = _report(pair, cube_format, factors, wavelengths, trained, scores, baselines, seconds, results["dhif"],
+                     estimate, quality, truth_scores)
     write_atomic(out / "report.json", json.dumps(report, indent=2, allow_nan=False))
-    print(format_scores(scores, consistency))
+    print(format_scores(scores))
+    print(format_full_resolution(quality, truth_scores))
     shape = tuple(fused.shape) if pair.lr.layout == "chw" else tuple(fused.permute(1, 2, 0).shape)
     print(f"fused cube {' x '.join(map(str, shape))} ({pair.lr.layout}, as the LR-HSI, in its units: "
           f"{' + '.join(cube_files('fused', cube_format))}) and figures in {out}/; everything above in "

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..data import CubeFile
-from ..data.nodata import pair_valid
+from ..data.nodata import empty_region, pair_valid
 from ..data.rasters import Georeference, check_registration
 from ..data.units import check_not_constant
 from ..models.dhif_net import SCALES
@@ -22,6 +22,15 @@ class Pair:
     scale: int
     lr_valid: torch.Tensor = None  # (h, w): LR pixels with data, and data under them; None: all
     hr_valid: torch.Tensor = None  # (H, W): HR pixels with data, and data over them; None: all
+    msi_empty: torch.Tensor = None  # (H, W): a masked region of the HR-MSI (nodata.empty_region); None: none
+    msi_empty_value: float = None
+
+    def describe_empty(self) -> dict:
+        if self.msi_empty is None:
+            return None
+        return {"pixels": int(self.msi_empty.sum()), "value_in_every_channel": self.msi_empty_value,
+                "handling": "left out of training, of the estimate of the PSF and of every score; there every cube "
+                            "(fused and baselines) is the LR-HSI upsampled (bicubic), not a fusion"}
 
     def georeference(self) -> Georeference:
         """The fused grid's: the HR-MSI's, else the LR-HSI's refined by the scale, else None."""
@@ -116,6 +125,14 @@ def check_pair(lr_file: CubeFile, msi_file: CubeFile, scale: int = None, trains_
                          f"{scale} needs at least {smallest} x {smallest}. Give a trained model with --checkpoint "
                          "instead")
     pair = Pair(lr_file, msi_file, scale, *pair_valid(lr_file.valid, msi_file.valid, scale, lr_size, msi_size))
+    if msi_file.valid is None:
+        pair.msi_empty, pair.msi_empty_value = empty_region(msi_file.data, lr_file.data, scale)
+    if pair.msi_empty is not None:
+        pair.lr_valid = pair_valid(lr_file.valid, ~pair.msi_empty, scale, lr_size, msi_size)[0]
+        print(f"dhif fuse: warning: {msi_file.path} holds {pair.msi_empty_value:g} in every channel over "
+              f"{int(pair.msi_empty.sum())} pixels ({100 * pair.msi_empty.float().mean():.1f}%), a masked region "
+              "without data: left out of training, the PSF's estimate and the scores; there every cube is the "
+              "LR-HSI upsampled (bicubic), not a fusion", flush=True)
     if trains_here:
         training_patch(lr_size, scale, pair.lr_valid)  # enough pixels with data to train on
     return pair

@@ -1,7 +1,7 @@
 """How well a fusion does without ground truth: every method at reduced resolution (Wald's
 protocol), the consistency of the fused cube with its input, and the one-line verdict."""
 from ..baselines import DEFAULT_BASELINES, Observation, run_baseline
-from ..data import crop_pair, degrade
+from ..data import crop_pair
 from ..data.units import clip_to_input_range
 from ..inference import reconstruct_image
 from ..metrics import ergas, psnr_over_valid, sam, valid_pixels
@@ -10,30 +10,32 @@ from ..profiling import timed_call
 from ..report import METHOD_NAMES
 from .files import cube_files
 
-# The pair's own blur is not known: the baselines that need one assume the protocol's, which
-# is also the blur of the reduced-resolution pair (exact there); the response is estimated.
-ASSUMED_SIGMA = 2.0
-CONSISTENCY = ("PSNR (dB) of the fused cube, degraded by the same blur and decimation, against the LR-HSI it "
-               "came from: how well the result explains its own input, not its accuracy")
+FULL_RESOLUTION = (
+    "every method on the whole pair, without a truth: lr_consistency_psnr, the cube degraded by the PSF and "
+    "decimation against the LR-HSI; msi_consistency_psnr, the cube through the estimated response against the "
+    "HR-MSI (dB, each input's maximum as peak: how well a result explains its inputs, not its accuracy); "
+    "d_lambda, d_s, qnr: Alparone et al., PE&RS 74(2), 2008 (Q on 32 x 32 blocks, p = q = 1); hqnr: Aiazzi et al., "
+    "Proc. SPIE 9244, 2014, with d_lambda_khan = 1 - Q2n of the degraded cube against the LR-HSI (dhif.quality)")
 
 
 
-def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, precision="fp32",
+def reduced_resolution(model, lr_hsi, hr_msi, observation: Observation, device, tile, overlap, precision="fp32",
                        baselines=DEFAULT_BASELINES, lr_valid=None) -> dict:
     """Wald's protocol: every method (DHIF-Net unless model is None, and the baselines) fuses
-    the inputs degraded by the scale, scored against the LR-HSI (PSNR with the LR-HSI's own
-    peak, SAM, ERGAS, seconds) on its pixels with data (lr_valid). Scale-free: the inputs may
-    be in any units, as long as every method sees the same. The baselines know the reduced
-    pair's blur (it is made here) and estimate its spectral response."""
+    the inputs degraded by the observation's PSF and scale, scored against the LR-HSI (PSNR
+    with the LR-HSI's own peak, SAM, ERGAS, seconds) on its pixels with data (lr_valid).
+    Scale-free: the inputs may be in any units, as long as every method sees the same. The
+    baselines know the reduced pair's blur (it is made here) and estimate its response."""
+    scale = observation.scale
     target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale, lr_valid)
-    low_hsi, low_msi = degrade(target, scale, ASSUMED_SIGMA)[None], degrade(msi, scale, ASSUMED_SIGMA)[None]
+    reduced = Observation(scale, observation.sigma, window=observation.window)  # made here: known
+    low_hsi, low_msi = reduced.degrade(target[None]), reduced.degrade(msi[None])
     timed = {}
     if model is not None:
         fused, seconds = timed_call(reconstruct_image, model, low_hsi.to(device), low_msi.to(device), tile, overlap,
                                     precision=precision)
         timed["dhif"] = (fused.cpu(), seconds)
-    observation = Observation(scale, ASSUMED_SIGMA)
-    timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), observation) for m in baselines})
+    timed.update({m: run_baseline(m, low_hsi.to(device), low_msi.to(device), reduced) for m in baselines})
     truth = valid_pixels(target[None], valid)
     scores = {}
     for method, (result, seconds) in timed.items():
@@ -43,22 +45,22 @@ def reduced_resolution(model, lr_hsi, hr_msi, scale, device, tile, overlap, prec
     return scores
 
 
-def best_start(lr_hsi, hr_msi, scale, device, lr_valid=None) -> tuple:
+def best_start(lr_hsi, hr_msi, observation: Observation, device, lr_valid=None) -> tuple:
     """(the better start for a network trained on the pair, {start: PSNR}): of the initial
     estimates DHIF-Net has (bicubic, component substitution), the one that scores higher at
     reduced resolution, where the network is trained. Component substitution is the stronger
     wherever the HR-MSI's detail follows the LR-HSI's bands; where it does not (a pair whose
     response or blur is not the assumed one), it can fall below bicubic."""
-    scores = reduced_resolution(None, lr_hsi, hr_msi, scale, device, None, 0, baselines=INITIAL_ESTIMATES,
+    scores = reduced_resolution(None, lr_hsi, hr_msi, observation, device, None, 0, baselines=INITIAL_ESTIMATES,
                                 lr_valid=lr_valid)
     psnrs = {start: scores[start]["psnr"] for start in INITIAL_ESTIMATES}
     return max(psnrs, key=psnrs.get), psnrs
 
 
-def full_resolution_baselines(lr_data, msi_data, scale, device, baselines) -> tuple:
+def full_resolution_baselines(lr_data, msi_data, observation: Observation, device, baselines) -> tuple:
     """({method: (C, H, W) cube in the LR-HSI's units}, {method: seconds}) of the baselines
-    on the whole pair, whose blur is assumed and response estimated."""
-    observation = Observation(scale, ASSUMED_SIGMA, blur_known=False)
+    on the whole pair with the observation's PSF (estimated, given or assumed); each
+    estimates the response for that PSF."""
     cubes, seconds = {}, {}
     for method in baselines:
         cube, seconds[method] = run_baseline(method, lr_data[None].to(device), msi_data[None].to(device), observation)
@@ -81,8 +83,24 @@ def verdict(scores: dict, trained: dict, cube_format: str = "npy") -> str:
     return f"{line}: {remedy}, or use {' + '.join(cube_files(best, cube_format))}, written with --save-baselines"
 
 
-def format_scores(scores: dict, consistency: float) -> str:
+def format_scores(scores: dict) -> str:
     lines = [f"{'reduced resolution':<24}{'PSNR dB':>9}{'SAM deg':>9}{'ERGAS':>8}{'seconds':>9}"]
     lines += [f"{METHOD_NAMES[m]:<24}{s['psnr']:>9.2f}{s['sam']:>9.2f}{s['ergas']:>8.3f}{s['seconds']:>9.2f}"
               for m, s in scores.items()]
-    return "\n".join(lines + [f"{'consistency (fused)':<24}{consistency:>9.2f}"])
+    return "\n".join(lines)
+
+
+def format_full_resolution(quality: dict, truth: dict = None) -> str:
+    """The full-resolution table: consistency with each input, the QNR family and, where a
+    truth was given, the scores against it."""
+    header = (f"{'full resolution':<24}{'LR dB':>7}{'MSI dB':>8}{'D-lam':>7}{'D-s':>7}{'QNR':>7}{'HQNR':>7}"
+              + (f"{'PSNR dB':>9}{'SAM deg':>9}{'ERGAS':>8}{'SSIM':>7}" if truth else ""))
+    lines = [header]
+    for method, q in quality.items():
+        line = (f"{METHOD_NAMES[method]:<24}{q['lr_consistency_psnr']:>7.2f}{q['msi_consistency_psnr']:>8.2f}"
+                f"{q['d_lambda']:>7.4f}{q['d_s']:>7.4f}{q['qnr']:>7.4f}{q['hqnr']:>7.4f}")
+        if truth:
+            t = truth[method]
+            line += f"{t['psnr']:>9.2f}{t['sam']:>9.2f}{t['ergas']:>8.3f}{t['ssim']:>7.4f}"
+        lines.append(line)
+    return "\n".join(lines)
