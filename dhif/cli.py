@@ -387,6 +387,8 @@ def _add_fuse_command(sub, command):
     p.add_argument("--initial-estimate", choices=["auto", "bicubic", "cs"], default=defaults.initial_estimate,
                    help="where the model trained here starts: the LR-HSI upsampled, component substitution, or auto: "
                    "the one of the two that scores higher at reduced resolution on the pair")
+    p.add_argument("--from-scratch", action="store_true", help="train a new model on the pair even where it fits a "
+                   "shipped one (31 bands, RGB, x4 or x8), which is otherwise fine-tuned on it")
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
                    "in HR pixels")

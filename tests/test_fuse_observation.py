@@ -82,3 +82,16 @@ def test_a_masked_region_of_the_hr_msi_is_found_said_and_filled_from_the_lr_hsi(
         cube = np.load(out / f"{name}.npy")
         assert np.allclose(cube[:, 40:80, 60:100], upsampled[:, 40:80, 60:100], atol=1e-6), name
         assert cube[:, 40:80, 60:100].min() > 0  # no hole
+
+
+def test_a_pair_that_fits_a_shipped_model_fine_tunes_it_unless_asked_to_start_from_scratch(tmp_path, capsys):
+    arguments = [*_pair(tmp_path, sigma=2.0, window=4), "--steps", "8", "--device", "cpu", "--lr-layout", "chw",
+                 "--msi-layout", "chw", "--baselines", "none"]
+    assert main(["fuse", *arguments, "--out", str(tmp_path / "tuned")]) == 0
+    assert "fits the shipped x4 model (31 bands, RGB): fine-tuning it" in capsys.readouterr().out
+    tuned = json.loads((tmp_path / "tuned" / "report.json").read_text())["model"]
+    assert tuned["fine_tuned_from"] == "the shipped x4 model (cave_x4_cpu.pt)" and tuned["steps"] == 8
+    assert tuned["settings"]["width"] == 16 and tuned["settings"]["lr"] == 2e-5  # the shipped model's, tuned gently
+    assert main(["fuse", *arguments, "--from-scratch", "--width", "4", "--out", str(tmp_path / "new")]) == 0
+    new = json.loads((tmp_path / "new" / "report.json").read_text())["model"]
+    assert "fine_tuned_from" not in new and new["settings"]["width"] == 4

@@ -15,7 +15,7 @@ import torch
 
 from ..baselines import DEFAULT_BASELINES, chosen_baselines
 from ..baselines.estimation import estimate_observation
-from ..checkpoint import model_from_checkpoint
+from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import CubeFile, upsample_bicubic
 from ..data.nodata import nodata_for_json
 from ..data.units import clip_to_input_range, robust_peak
@@ -23,6 +23,7 @@ from ..devices import pick_device
 from ..inference import reconstruct_image, resolve_tile
 from ..metrics import all_metrics
 from ..outputs import claim_output, write_atomic
+from ..pretrained import SHIPPED_SCALES, pretrained_path
 from ..quality import full_resolution_quality
 from ..report import METHOD_NAMES, save_figures
 from .files import CUBE_FORMATS, cube_files, output_files, write_cube
@@ -48,6 +49,7 @@ class FuseSettings:
     head_width: int = 64
     initial_estimate: str = "auto"  # its start: "bicubic", "cs", or auto (the better of them on the reduced pair)
     psf_sigma: float = None  # the PSF's sigma in HR pixels; None: estimated from the pair
+    from_scratch: bool = False  # train a new model even where the pair fits a shipped one (else fine-tune that)
     tile: object = "auto"    # HR tile side, 0 (whole image) or "auto"
     overlap: int = 32
     precision: str = "fp32"
@@ -72,6 +74,14 @@ def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, esti
     from settings.initial_estimate (auto: best_start's choice, said on the terminal)."""
     if model is not None:
         return model, {"trained_here": False, "checkpoint": str(settings.checkpoint)}
+    shipped = None if settings.from_scratch else _fitting_shipped_model(lr_hsi, hr_msi, pair.scale)
+    if shipped is not None:
+        print(f"dhif fuse: the pair fits the shipped x{pair.scale} model (31 bands, RGB): fine-tuning it on the pair "
+              "at reduced resolution (--from-scratch trains a new one; --pretrained applies it unchanged)", flush=True)
+        model, trained = train_on_pair(settings, lr_hsi, hr_msi, estimate, out, pair.lr_valid,
+                                       load_checkpoint(shipped))
+        trained["fine_tuned_from"] = f"the shipped x{pair.scale} model ({shipped.name})"
+        return model, trained
     start, how = settings.initial_estimate, "given (--initial-estimate)"
     if start == "auto":
         start, psnrs = best_start(lr_hsi, hr_msi, estimate.observation(), device, pair.lr_valid)
@@ -83,6 +93,13 @@ def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, esti
                                    out, pair.lr_valid)
     trained["initial_estimate"] = {"chosen": start, "how": how}
     return model, trained
+
+
+def _fitting_shipped_model(lr_hsi, hr_msi, scale: int):
+    """The shipped checkpoint that fits the pair (its band counts and scale), or None."""
+    if (lr_hsi.shape[0], hr_msi.shape[0]) != (31, 3) or scale not in SHIPPED_SCALES:
+        return None
+    return pretrained_path(scale)
 
 
 def _fuse_whole(settings: FuseSettings, model, lr_hsi, hr_msi, device) -> torch.Tensor:

@@ -5,8 +5,10 @@ import time
 
 from ..data import PairPatchDataset, crop_pair
 from ..data.datasets import corners_with_data
+from ..models.config import ModelConfig
 from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
+FINE_TUNE_LR = 2e-5
 DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512
 
 
@@ -37,30 +39,35 @@ def _cropped(lr_hsi, target, scale: int) -> str:
             f"multiple of 16 x the scale, {16 * scale} pixels; the fused cube covers the whole image)")
 
 
-def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None):
+def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start: dict = None):
     """A small DHIFNet trained on (degrade(LR-HSI), degrade(HR-MSI)) -> LR-HSI, degraded by
     the pair's PSF (estimate: an ObservationEstimate of the inputs as given here), on
     patches where the LR-HSI has data (lr_valid); its R and B start as the estimate's
-    response and PSF (B over the scale x scale window the network's layer holds). Returns
-    (the model, what was trained)."""
+    response and PSF (B over the scale x scale window the network's layer holds), or, with
+    start (a checkpoint: "model" and "config"), every weight as that trained model's
+    (fine-tuning, at FINE_TUNE_LR). Returns (the model, what was trained)."""
     scale, observation = estimate.scale, estimate.observation()
     target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale * 16, lr_valid)
     low_hsi, low_msi = observation.degrade(target[None])[0], observation.degrade(msi[None])[0]
     patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
     steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
-    config = short_run_config(out / "run", steps, scale=scale, hsi_channels=lr_hsi.shape[0],
-                              msi_channels=hr_msi.shape[0], stages=settings.stages, width=settings.width,
-                              head_width=settings.head_width, initial_estimate=settings.initial_estimate,
-                              patch=patch, lr=1e-3, device=settings.device, sigma=estimate.sigma,
-                              init_operators="physics",
-                              seed=settings.seed, time_limit=settings.minutes * 60 if settings.minutes else None)
+    model_keys = dict(hsi_channels=lr_hsi.shape[0], msi_channels=hr_msi.shape[0], stages=settings.stages,
+                      width=settings.width, head_width=settings.head_width, initial_estimate=settings.initial_estimate)
+    if start is not None:
+        model_keys = {k: v for k, v in ModelConfig.from_dict(start["config"]).model_dict().items()
+                      if k not in ("scale", "sigma", "psf_window")}
+    config = short_run_config(out / "run", steps, scale=scale, **model_keys, patch=patch,
+                              lr=1e-3 if start is None else FINE_TUNE_LR, device=settings.device, sigma=estimate.sigma,
+                              psf_window=estimate.window, init_operators="physics", seed=settings.seed,
+                              time_limit=settings.minutes * 60 if settings.minutes else None)
     budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
     print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
           f"({_pixels(low_hsi)} + {_pixels(low_msi)} -> {_pixels(target)})"
           + _cropped(lr_hsi, target, scale), flush=True)
     started = time.time()
     result = train(config, PairPatchDataset(low_hsi, low_msi, target, scale, patch, config.samples_per_epoch,
-                                            settings.seed, valid), srf=estimate.srf)
+                                            settings.seed, valid), srf=estimate.srf,
+                   initial_weights=None if start is None else start["model"])
     trained = {"trained_here": True, "steps": result.epoch * SHORT_RUN_STEPS_PER_EPOCH,
                "seconds": round(time.time() - started, 1), "settings": {
                    **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,

@@ -15,6 +15,8 @@ class ModelConfig:
     width: int = 64           # U-Net base width
     head_width: int = None    # hidden width of the filter heads; None: taps x bands
     initial_estimate: str = "bicubic"  # Z0: "bicubic" (the paper's) or "cs" (component substitution)
+    sigma: float = 2.0        # the data's Gaussian PSF in HR pixels (the protocol's blur): the "cs" start's
+    psf_window: int = None    # that PSF's side in HR pixels; None: scale x scale, the authors'
 
     @classmethod
     def keys(cls) -> tuple:

@@ -213,15 +213,16 @@ class DHIFNet(nn.Module):
         return z
 
     def initial_estimate(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
-        """Z0: the LR-HSI upsampled (the paper's), or component substitution with the
-        protocol's Gaussian blur, which the stages then refine."""
+        """Z0: the LR-HSI upsampled (the paper's), or component substitution with the data's
+        Gaussian blur (config.sigma, psf_window), which the stages then refine."""
         if self.config.initial_estimate == "bicubic":
             return F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
         # Its regression is a least-squares solve: in float32 at least, whatever autocast
         # or a half-precision input would choose.
         dtype = torch.promote_types(lr_hsi.dtype, torch.float32)
         with torch.autocast(lr_hsi.device.type, enabled=False):
-            z = component_substitution(lr_hsi.to(dtype), hr_msi.to(dtype), Observation(self.scale))
+            z = component_substitution(lr_hsi.to(dtype), hr_msi.to(dtype),
+                                       Observation(self.scale, self.config.sigma, window=self.config.psf_window))
         return z.to(lr_hsi.dtype)
 
     def _recomputes_taps(self, device) -> bool:

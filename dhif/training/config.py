@@ -20,7 +20,6 @@ class TrainConfig(ModelConfig):
     lr_decay: float = 0.95       # x0.95 ...
     lr_decay_every: int = 5      # ... every 5 epochs ...
     lr_decay_until: int = 150    # ... up to epoch 150
-    sigma: float = 2.0
     seed: int = 1
     workers: int = 2             # DataLoader processes
     device: str = "auto"
@@ -31,7 +30,7 @@ class TrainConfig(ModelConfig):
     time_limit: float = None     # seconds; stop after the epoch that crosses it
     checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
     init_operators: str = "random"  # or "physics": R, B from the known response and blur
-    # The data protocol, recorded in every checkpoint (sigma above is the blur's).
+    # The data protocol, recorded in every checkpoint (with the model's sigma, the blur's).
     data: str = None             # the dataset folder (--cave or --data)
     scaling: str = "as-read"     # a key of dhif.data.scenes.SCALINGS
     srf: str = "nikon_d700"      # the spectral response: a name or a file

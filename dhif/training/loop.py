@@ -53,7 +53,7 @@ def _apply_changes(config: TrainConfig, optimizer, scheduler):
 class _TrainingRun:
     """One call of train(), as named steps: build, resume, the loaders, then epochs of steps."""
 
-    def __init__(self, config: TrainConfig, dataset, validate, srf, progress: bool):
+    def __init__(self, config: TrainConfig, dataset, validate, srf, progress: bool, initial_weights=None):
         self.config, self.dataset, self.validate, self.progress = config, dataset, validate, progress
         self.out = Path(config.out)
         self.last = self.out / "last.pt"
@@ -63,7 +63,9 @@ class _TrainingRun:
         self.model = DHIFNet(config, filter_impl=config.filter_impl).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
-        if config.init_operators == "physics":
+        if initial_weights is not None:  # fine-tuning a trained model
+            self.model.load_state_dict(initial_weights)
+        elif config.init_operators == "physics":
             init_observation_operators(self.model, srf, config.sigma)
         if config.bf16 and not has_native_bf16(self.device):
             warnings.warn(f"dhif train: bf16 autocast on {self.device} without native bf16 arithmetic is slower "
@@ -175,14 +177,15 @@ class TrainingResult:
 
 
 def train(config: TrainConfig, dataset, validate=None, srf: torch.Tensor = None, progress: bool = True,
-          apply_changes: bool = False) -> TrainingResult:
+          apply_changes: bool = False, initial_weights: dict = None) -> TrainingResult:
     """Trains (or resumes from <out>/last.pt) a DHIFNet on a dataset of (lr_hsi, hr_msi,
     hr_hsi) samples that has set_epoch (PatchDataset). validate(model, device) -> PSNR runs
     every config.val_every epochs. srf is needed for init_operators='physics'. A resume
     refuses a configuration that differs from the checkpoint's, naming the keys, unless
     apply_changes (then the new values apply from the resumed epoch on; the model's own
-    keys can never change)."""
-    run = _TrainingRun(config, dataset, validate, srf, progress)
+    keys can never change). initial_weights: a state_dict that the model starts from instead
+    (fine-tuning; its configuration's model keys must be config's)."""
+    run = _TrainingRun(config, dataset, validate, srf, progress, initial_weights)
     run.resume(apply_changes)
     run.make_loader()
     env = run.env
