@@ -345,3 +345,11 @@ def test_synthetic_scene():
     cube = synthetic_scene(64, bands=10, seed=5)
     assert cube.shape == (10, 64, 64) and 0 <= cube.min() and cube.max() <= 1
     torch.testing.assert_close(cube, synthetic_scene(64, bands=10, seed=5))
+
+
+def test_a_psf_wider_than_the_image_blurs_it_as_circular_convolution_does():
+    """A training patch smaller than a wide PSF: the same as blurring the image repeated."""
+    from dhif.data import blur
+    image = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    tiled = blur(image.repeat(1, 5, 5), 4, 3.0, window=25)[:, 16:24, 16:24]
+    assert torch.allclose(blur(image, 4, 3.0, window=25), tiled, atol=1e-12)

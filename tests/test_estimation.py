@@ -59,3 +59,10 @@ def test_on_cave_scenes_sigma_within_10_percent_and_response_within_2(cave_dir, 
                 case = (scene, scale, sigma, window, found.sigma)
                 assert found.sigma == pytest.approx(sigma, rel=0.10), case
                 assert _relative(found.srf, NIKON) < 0.02, case
+
+
+def test_a_fit_that_wants_the_widest_psf_searched_keeps_the_assumed_one():
+    scale, cube = 4, synthetic_scene(128, seed=1).double()
+    found = estimate_observation(degrade(cube, scale, 8.0, window=49), to_msi(cube, NIKON), scale)  # wider than 4
+    assert found.at_limit and (found.how, found.sigma, found.window) == ("assumed", 2.0, scale)
+    assert found.observation().describe()["blur"].endswith("(assumed: the pair's own blur is not known)")

@@ -41,7 +41,7 @@ class ObservationEstimate:
     srf: torch.Tensor
     residual: float
     assumed_residual: float
-    how: str = "estimated"  # or "given" (--psf-sigma)
+    how: str = "estimated"  # "given" (--psf-sigma), or "assumed" where the fit wanted the widest PSF searched
     at_limit: bool = False  # the fit wants the widest PSF searched: the model does not explain the pair
 
     def observation(self) -> Observation:
@@ -123,6 +123,7 @@ def estimate_observation(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int,
     largest = full_support(sigma if sigma is not None else largest_sigma(scale, tuple(lr_hsi.shape[1:])), 4.0)
     used = _interior(tuple(lr_hsi.shape[1:]), lr_hsi.shape[0], lr_valid, math.ceil(largest / 2 / scale))
     assumed = fit_response(lr_hsi, hr_msi, scale, ASSUMED_SIGMA, scale, used)[1]
+    at_limit = False
     if sigma is not None:
         window, how = full_support(sigma), "given"
     else:
@@ -130,8 +131,10 @@ def estimate_observation(lr_hsi: torch.Tensor, hr_msi: torch.Tensor, scale: int,
         found = {name: _search(lr_hsi, hr_msi, scale, used, window_of) for name, window_of in families.items()}
         name = min(found, key=lambda n: found[n][0])
         sigma, window, how = found[name][1], families[name](found[name][1]), "estimated"
+        at_limit = sigma > 0.99 * largest_sigma(scale, tuple(lr_hsi.shape[1:]))
         if assumed <= found[name][0] * 1.001:  # e.g. at x2 every sigma over 2 x 2 is one box filter
-            sigma, window = ASSUMED_SIGMA, scale
-    at_limit = how == "estimated" and sigma > 0.99 * largest_sigma(scale, tuple(lr_hsi.shape[1:]))
+            sigma, window, at_limit = ASSUMED_SIGMA, scale, False
+    if at_limit:  # a bound of the search, not an estimate: the protocol's PSF is kept
+        sigma, window, how = ASSUMED_SIGMA, scale, "assumed"
     srf, residual = fit_response(lr_hsi, hr_msi, scale, sigma, window, used)
     return ObservationEstimate(scale, sigma, window, srf.to(lr_hsi.dtype), residual, assumed, how, at_limit)

@@ -14,11 +14,13 @@ def gaussian_psf(size: int, sigma: float, dtype=torch.float64) -> torch.Tensor:
 
 def psf_to_otf(psf: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The optical transfer function of a PSF for circular convolution on (height, width):
-    zero-padded and rolled so that its centre pixel (index size // 2) sits at (0, 0), as
-    MATLAB's psf2otf does."""
+    its centre pixel (index size // 2) at (0, 0), as MATLAB's psf2otf does, and a PSF wider
+    than the grid wrapped around it (each tap added at its position modulo the size), as
+    circular convolution with it is."""
+    rows = (torch.arange(psf.shape[0], device=psf.device) - psf.shape[0] // 2) % height
+    columns = (torch.arange(psf.shape[1], device=psf.device) - psf.shape[1] // 2) % width
     padded = psf.new_zeros(height, width)
-    padded[:psf.shape[0], :psf.shape[1]] = psf
-    padded = torch.roll(padded, shifts=(-(psf.shape[0] // 2), -(psf.shape[1] // 2)), dims=(0, 1))
+    padded.index_put_((rows[:, None], columns[None, :]), psf, accumulate=True)
     return torch.fft.fft2(padded)
 
 

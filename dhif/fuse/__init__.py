@@ -168,7 +168,8 @@ def _estimated_observation(pair: Pair, lr_hsi, hr_msi, psf_sigma):
     if estimate.at_limit:
         print(f"dhif fuse: warning: the fit wants the widest PSF searched (sigma = the scale): a Gaussian PSF and a "
               "linear response do not explain this pair well (misregistration, different acquisition times or "
-              "sensors' noise); give --psf-sigma where you know the sensor's", flush=True)
+              "sensors' noise), and the protocol's PSF is kept; give --psf-sigma where you know the sensor's",
+              flush=True)
     return estimate
 
 
