@@ -44,15 +44,19 @@ def _blocks(image: torch.Tensor, block: int, valid=None) -> torch.Tensor:
     return tiles[full.to(tiles.device)]
 
 
+def _block_moments(x: torch.Tensor, y: torch.Tensor, block: int, valid) -> tuple:
+    """(means of x, means of y, x centred, y centred) per block: (n, C) and (n, C, pixels)."""
+    bx, by = _blocks(x, block, valid), _blocks(y, block, valid)
+    mx, my = bx.mean(2), by.mean(2)
+    return mx, my, bx - mx[..., None], by - my[..., None]
+
+
 def q_blocks(x: torch.Tensor, y: torch.Tensor, block: int = BLOCK, valid=None) -> torch.Tensor:
     """(Cx, Cy): Q of band i of (Cx, H, W) x with band j of (Cy, H, W) y, the mean over
     blocks. Where a block is flat in both, Q is 2 mu_x mu_y / (mu_x^2 + mu_y^2) (1 where
     both are also zero), the limit of the formula."""
-    bx, by = _blocks(x, block, valid), _blocks(y, block, valid)
-    mx, my = bx.mean(2), by.mean(2)  # (n, C)
-    cx, cy = bx - mx[..., None], by - my[..., None]
-    pixels = bx.shape[2]
-    cov = cx @ cy.transpose(1, 2) / pixels  # (n, Cx, Cy)
+    mx, my, cx, cy = _block_moments(x, y, block, valid)
+    cov = cx @ cy.transpose(1, 2) / cx.shape[2]  # (n, Cx, Cy)
     vx, vy = cx.pow(2).mean(2), cy.pow(2).mean(2)
     variances = vx[:, :, None] + vy[:, None, :]
     means = mx[:, :, None] ** 2 + my[:, None, :] ** 2
@@ -106,10 +110,8 @@ def q2n(x: torch.Tensor, y: torch.Tensor, block: int = BLOCK, valid=None) -> flo
     ((var z + var v)(|mean z|^2 + |mean v|^2)) with z, v the pixels as hypercomplex numbers
     of 2^n >= C components and cov(z, v) = E[(z - mean z)(v - mean v)*]; mean over blocks."""
     size = 1 << max(x.shape[0] - 1, 0).bit_length()
-    bx, by = _blocks(x, block, valid), _blocks(y, block, valid)
-    mx, my = bx.mean(2), by.mean(2)  # (n, C)
-    cx, cy = bx - mx[..., None], by - my[..., None]
-    covariance = cx @ cy.transpose(1, 2) / bx.shape[2]  # (n, C, C): E[cx_i cy_j]
+    mx, my, cx, cy = _block_moments(x, y, block, valid)
+    covariance = cx @ cy.transpose(1, 2) / cx.shape[2]  # (n, C, C): E[cx_i cy_j]
     sign, index = cayley_dickson_table(size)
     bands = x.shape[0]
     conjugate = torch.ones(bands, dtype=torch.float64)

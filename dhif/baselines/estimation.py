@@ -53,7 +53,8 @@ class ObservationEstimate:
         return {"psf": {"how": self.how, "shape": "Gaussian", "sigma_hr_pixels": round(self.sigma, 4),
                         "window_hr_pixels": self.window},
                 "srf": {"how": "estimated", "values": [[round(float(v), 6) for v in row] for row in self.srf]},
-                "at_search_limit": self.at_limit, "fit_residual": round(self.residual, 6), "fit_residual_assumed_psf": round(self.assumed_residual, 6),
+                "at_search_limit": self.at_limit, "fit_residual": round(self.residual, 6),
+                "fit_residual_assumed_psf": round(self.assumed_residual, 6),
                 "residual_meaning": "relative RMS of the response applied to the LR-HSI against the HR-MSI "
                                     "blurred and decimated by the PSF, on interior LR pixels with data"}
 

@@ -206,16 +206,17 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out, tru
     claim_output(out, output_files(cube_format), settings.overwrite)
     factors, lr_hsi, hr_msi = _scaled_inputs(pair)
     estimate = _estimated_observation(pair, lr_hsi, hr_msi, settings.psf_sigma)
+    observation = estimate.observation()
     model, trained = _fit_or_load(settings, model, pair, lr_hsi, hr_msi, estimate, out, device)
-    scores = reduced_resolution(model, lr_hsi, hr_msi, estimate.observation(), device, settings.tile,
-                                settings.overlap, settings.precision, baselines, pair.lr_valid)
+    scores = reduced_resolution(model, lr_hsi, hr_msi, observation, device, settings.tile, settings.overlap,
+                                settings.precision, baselines, pair.lr_valid)
     fused = _fuse_whole(settings, model, lr_hsi, hr_msi, device)
     fused = clip_to_input_range((fused.double() * factors[0]).float(), lr_data, msi_data)
-    cubes, seconds = full_resolution_baselines(lr_data, msi_data, estimate.observation(), device, baselines)
+    cubes, seconds = full_resolution_baselines(lr_data, msi_data, observation, device, baselines)
     results = _fill_empty(pair, {"dhif": fused, **cubes}, lr_data)
     scored = _scored_pixels(pair)
-    quality = {m: full_resolution_quality(cube.double() / factors[0], lr_hsi, hr_msi, estimate.observation(),
-                                          estimate.srf, scored, pair.lr_valid) for m, cube in results.items()}
+    quality = {m: full_resolution_quality(cube.double() / factors[0], lr_hsi, hr_msi, observation, estimate.srf,
+                                          scored, pair.lr_valid) for m, cube in results.items()}
     truth_scores = None if truth is None else {
         m: all_metrics(cube[None], truth[None], scale, data_range=None, valid=scored) for m, cube in results.items()}
     for method, cube in results.items():
