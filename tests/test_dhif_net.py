@@ -231,6 +231,32 @@ def test_physics_operators_are_the_protocols_blur_at_every_one_layer_scale(scale
     torch.testing.assert_close(model.spatial_down(z)[interior], degrade(z, scale)[interior])
 
 
+@pytest.mark.parametrize("scale, sigma, window", [(4, 1.0, 5), (8, 1.5, 9), (4, 1.0, 3), (3, 0.8, 5)])
+def test_physics_operators_hold_a_psf_of_any_window_that_the_layer_holds(scale, sigma, window):
+    from dhif.data import degrade, spectral_response
+    from dhif.models.physics import init_observation_operators
+
+    model = DHIFNet(scale=scale, stages=1, width=4, head_width=4).double()
+    assert init_observation_operators(model, spectral_response().double(), sigma, window)
+    z = 0.2 + 0.5 * torch.rand(1, 31, 6 * scale, 6 * scale, dtype=torch.float64)
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    torch.testing.assert_close(model.spatial_down(z)[interior], degrade(z, scale, sigma, window=window)[interior])
+
+
+def test_physics_operators_cut_a_psf_wider_than_the_layer_to_its_kernel():
+    from dhif.data import degrade, spectral_response
+    from dhif.models.physics import init_observation_operators
+
+    model = DHIFNet(scale=4, stages=1, width=4, head_width=4).double()  # a 6 x 6 kernel
+    init_observation_operators(model, spectral_response().double(), 1.0, 7)
+    kernel = model.spatial_down[0].weight[0, 0]
+    assert kernel.sum().item() == pytest.approx(1.0) and (kernel > 0).all()
+    z = 0.2 + 0.5 * torch.rand(1, 31, 24, 24, dtype=torch.float64)
+    interior = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    difference = (model.spatial_down(z) - degrade(z, 4, 1.0, window=7))[interior]
+    assert difference.abs().max() < 0.01 * z.max()  # a 7 x 7 Gaussian of sigma 1 keeps 96% in 6 x 6
+
+
 def test_the_authors_layers_are_kept_and_other_scales_split_into_layers_of_at_most_8():
     from dhif.models import spatial_factors
 

@@ -91,7 +91,39 @@ def test_a_pair_that_fits_a_shipped_model_fine_tunes_it_unless_asked_to_start_fr
     assert "fits the shipped x4 model (31 bands, RGB): fine-tuning it" in capsys.readouterr().out
     tuned = json.loads((tmp_path / "tuned" / "report.json").read_text())["model"]
     assert tuned["fine_tuned_from"] == "the shipped x4 model (cave_x4_cpu.pt)" and tuned["steps"] == 8
-    assert tuned["settings"]["width"] == 16 and tuned["settings"]["lr"] == 2e-5  # the shipped model's, tuned gently
+    assert tuned["settings"]["width"] == 16 and tuned["settings"]["lr"] == 2e-4  # the shipped model's
+    assert tuned["settings"]["reduced_pair_share"].startswith("1 patch in 4")
     assert main(["fuse", *arguments, "--from-scratch", "--width", "4", "--out", str(tmp_path / "new")]) == 0
     new = json.loads((tmp_path / "new" / "report.json").read_text())["model"]
     assert "fine_tuned_from" not in new and new["settings"]["width"] == 4
+
+
+def test_a_given_model_starts_from_component_substitution_with_the_pairs_psf(tmp_path):
+    from dhif.baselines import Observation, component_substitution
+    from dhif.baselines.estimation import estimate_observation
+    from dhif.fuse import with_pair_psf
+    from dhif.pretrained import pretrained_model
+
+    cube = synthetic_scene(128, seed=5).double()
+    lr, msi = degrade(cube, 4, 1.0, window=7)[None].float(), to_msi(cube, NIKON)[None].float()
+    estimate = estimate_observation(lr[0], msi[0], 4)
+    model = with_pair_psf(pretrained_model(scale=4), estimate)
+    assert model.config.sigma == estimate.sigma == pytest.approx(1.0, rel=0.1) and model.config.psf_window == 7
+    expected = component_substitution(lr, msi, Observation(4, estimate.sigma, window=7))
+    torch.testing.assert_close(model.initial_estimate(lr, msi), expected)
+
+
+def test_interleaved_samples_come_one_in_every_from_the_first_dataset():
+    from dhif.data.datasets import EpochSampledDataset, InterleavedDataset
+
+    class Labelled(EpochSampledDataset):
+        def __init__(self, label):
+            super().__init__(12, 0)
+            self.label = label
+
+        def __getitem__(self, index):
+            return self.label, self.epoch
+
+    mixed = InterleavedDataset(Labelled("reduced"), Labelled("full"), 4)
+    mixed.set_epoch(3)
+    assert [mixed[i] for i in range(len(mixed))] == [("reduced", 3), ("full", 3), ("full", 3), ("full", 3)] * 3

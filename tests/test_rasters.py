@@ -215,6 +215,29 @@ def test_training_patches_avoid_pixels_without_data():
         PairPatchDataset(target, torch.rand(1, 64, 64), target, 2, 16, 50, valid=valid)
 
 
+@pytest.mark.parametrize("scale, window", [(4, 7), (4, None), (3, 5), (2, 3)])
+def test_training_patches_of_a_pair_still_follow_its_observation(scale, window):
+    from dhif.baselines import Observation
+
+    observation = Observation(scale, 1.0, window=window)
+    assert observation.mirror_symmetric == ((window or scale) % 2 == scale % 2)
+    target = torch.nn.functional.interpolate(torch.rand(1, 2, 12, 12), size=(48, 48), mode="bicubic")[0]
+    lr = observation.degrade(target[None])[0]
+
+    def mismatch(dataset):
+        """The largest |LR patch - degrade(target patch)| away from the patch's wrapped edge."""
+        worst = 0.0
+        for lr_patch, _, target_patch in (dataset[i] for i in range(len(dataset))):
+            difference = lr_patch - observation.degrade(target_patch[None])[0]
+            worst = max(worst, difference[:, 2:-2, 2:-2].abs().max().item())
+        return worst
+
+    patches = PairPatchDataset(lr, target, target, scale, 8 * scale, 24, mirror_symmetric=observation.mirror_symmetric)
+    assert mismatch(patches) < 1e-5
+    if not observation.mirror_symmetric:  # flips would have shifted the LR grid by an HR pixel
+        assert mismatch(PairPatchDataset(lr, target, target, scale, 8 * scale, 24)) > 1e-3
+
+
 def _sensor_pair(folder, scale):
     """An ENVI LR-HSI (BIL, int16 reflectance x 10000, wavelengths in um, a no-data corner,
     30 m pixels) and a GeoTIFF HR-MSI of the same area at 30 / scale m; large enough for

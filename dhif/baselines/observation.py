@@ -30,6 +30,15 @@ class Observation:
         """The (window, window) PSF, float64."""
         return gaussian_psf(self.window or self.scale, self.sigma)
 
+    @property
+    def mirror_symmetric(self) -> bool:
+        """Whether each LR pixel is centred on its block of HR pixels, so that a pair's patches
+        flipped or turned still follow this observation. The PSF's centre is its middle index
+        (window // 2) and the samples start at decimation_start: centred when the window and
+        the scale are both even or both odd (the authors' scale x scale always); an odd window
+        at an even scale puts it half an HR pixel off the block's centre."""
+        return (self.window or self.scale) % 2 == self.scale % 2
+
     def degrade(self, image: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) blurred and decimated to the LR-HSI's grid."""
         return degrade(image, self.scale, self.sigma, window=self.window)

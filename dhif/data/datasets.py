@@ -60,6 +60,25 @@ class EpochSampledDataset(Dataset):
         return np.random.default_rng([self.seed, self.epoch, index])
 
 
+class InterleavedDataset(Dataset):
+    """Sample i from `first` where i is a multiple of `every`, from `second` otherwise (two
+    EpochSampledDatasets of the same length and sample shapes): a fixed share of each in
+    every batch, in an order that resumes like theirs."""
+
+    def __init__(self, first: EpochSampledDataset, second: EpochSampledDataset, every: int):
+        self.first, self.second, self.every = first, second, every
+
+    def __len__(self):
+        return len(self.first)
+
+    def set_epoch(self, epoch: int):
+        self.first.set_epoch(epoch)
+        self.second.set_epoch(epoch)
+
+    def __getitem__(self, index):
+        return (self.first if index % self.every == 0 else self.second)[index]
+
+
 def random_rot_flip(tensors, rng: np.random.Generator) -> list:
     """The same random rot90 and flips applied to every (C, H, W) tensor of a sample."""
     turns, flip_w, flip_h = int(rng.integers(4)), bool(rng.integers(2)), bool(rng.integers(2))
@@ -69,6 +88,14 @@ def random_rot_flip(tensors, rng: np.random.Generator) -> list:
         t = t.flip(2) if flip_w else t
         out.append((t.flip(1) if flip_h else t).contiguous())
     return out
+
+
+def random_transpose(tensors, rng: np.random.Generator) -> list:
+    """The same random transpose (or none) of every (C, H, W) tensor of a sample: the one
+    augmentation that keeps an LR pixel that is off its block's centre aligned with it."""
+    if rng.integers(2):
+        return [t.transpose(1, 2).contiguous() for t in tensors]
+    return [t.contiguous() for t in tensors]
 
 
 def corners_with_data(valid: torch.Tensor, scale: int, patch: int) -> torch.Tensor:
@@ -157,13 +184,16 @@ class SceneDataset(Dataset):
 
 
 class PairPatchDataset(EpochSampledDataset):
-    """Random aligned patches (lr_hsi, hr_msi, target) of one real pair, with rot90 and flips.
-    valid: the target's (H, W) mask of pixels with data, or None; patches are then drawn
-    only where every target pixel has data."""
+    """Random aligned patches (lr_hsi, hr_msi, target) of one real pair, with rot90 and flips,
+    or only transposes where the LR pixels are not centred on their blocks (mirror_symmetric
+    False: see Observation.mirror_symmetric). valid: the target's (H, W) mask of pixels with
+    data, or None; patches are then drawn only where every target pixel has data."""
 
-    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0, valid=None):
+    def __init__(self, lr_hsi, hr_msi, target, scale: int, patch: int, samples: int, seed: int = 0, valid=None,
+                 mirror_symmetric: bool = True):
         super().__init__(samples, seed)
         self.lr_hsi, self.hr_msi, self.target, self.scale, self.patch = lr_hsi, hr_msi, target, scale, patch
+        self.augmentation = random_rot_flip if mirror_symmetric else random_transpose
         self.corners = None if valid is None else corners_with_data(valid, scale, patch)
         if self.corners is not None and not len(self.corners):
             raise ValueError(f"no {patch} x {patch} patch of the LR-HSI is free of no-data pixels: there is too "
@@ -179,4 +209,4 @@ class PairPatchDataset(EpochSampledDataset):
             top, left = (int(v) for v in self.corners[rng.integers(len(self.corners))])
         crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
                  self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
-        return tuple(random_rot_flip(crops, rng))
+        return tuple(self.augmentation(crops, rng))

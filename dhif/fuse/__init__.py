@@ -73,13 +73,16 @@ def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, esti
     """(model, what was trained): the given model, or one trained here on the pair, started
     from settings.initial_estimate (auto: best_start's choice, said on the terminal)."""
     if model is not None:
-        return model, {"trained_here": False, "checkpoint": str(settings.checkpoint)}
+        return with_pair_psf(model, estimate), {"trained_here": False, "checkpoint": str(settings.checkpoint),
+                                                "initial_estimate_psf": "the pair's"}
     shipped = None if settings.from_scratch else _fitting_shipped_model(lr_hsi, hr_msi, pair.scale)
     if shipped is not None:
         print(f"dhif fuse: the pair fits the shipped x{pair.scale} model (31 bands, RGB): fine-tuning it on the pair "
               "at reduced resolution (--from-scratch trains a new one; --pretrained applies it unchanged)", flush=True)
+        start_output = _fuse_whole(settings, with_pair_psf(model_from_checkpoint(shipped, device), estimate), lr_hsi,
+                                   hr_msi, device)
         model, trained = train_on_pair(settings, lr_hsi, hr_msi, estimate, out, pair.lr_valid,
-                                       load_checkpoint(shipped))
+                                       load_checkpoint(shipped), start_output)
         trained["fine_tuned_from"] = f"the shipped x{pair.scale} model ({shipped.name})"
         return model, trained
     start, how = settings.initial_estimate, "given (--initial-estimate)"
@@ -93,6 +96,13 @@ def _fit_or_load(settings: FuseSettings, model, pair: Pair, lr_hsi, hr_msi, esti
                                    out, pair.lr_valid)
     trained["initial_estimate"] = {"chosen": start, "how": how}
     return model, trained
+
+
+def with_pair_psf(model, estimate):
+    """The model, its weights unchanged, with its component-substitution start (if it has
+    one) at the pair's PSF instead of the one it was trained with."""
+    model.config = dataclasses.replace(model.config, sigma=estimate.sigma, psf_window=estimate.window)
+    return model
 
 
 def _fitting_shipped_model(lr_hsi, hr_msi, scale: int):
