@@ -99,15 +99,23 @@ def main():
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the folder of the real data (DHIF_DATA)")
     parser.add_argument("--scene", default="watercolors", help="the CAVE scene simulated at x4 and x8")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the pairs whose names hold one of these; "
+                        "with --json, their results replace those in the file (each with its machine and date)")
     args = parser.parse_args()
-    results = {}
+    kept = json.loads(args.json.read_text()) if args.only and args.json and args.json.exists() else None
+    results = dict(kept["results"]) if kept else {}
     for name, (lr, msi, scale, truth, extra) in real_pairs(args.data, args.scene).items():
+        if args.only and not any(text in name for text in args.only):
+            continue
         with tempfile.TemporaryDirectory() as folder:
             results[name] = fuse_pair(lr, msi, scale, truth, extra, Path(folder))
+        if kept:
+            results[name]["machine"] = machine()
         print(f"{name}: {json.dumps(results[name]['reduced']['dhif'])}", flush=True)
-    print(f"\n{machine()}\n\n{table(results)}")
+    print(f"\n{kept['machine'] if kept else machine()}\n\n{table(results)}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+        args.json.write_text(json.dumps({"machine": kept["machine"] if kept else machine(), "results": results},
+                                        indent=2))
 
 
 if __name__ == "__main__":
