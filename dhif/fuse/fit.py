@@ -70,7 +70,8 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
                               psf_window=estimate.window, init_operators="physics", seed=settings.seed,
                               time_limit=settings.minutes * 60 if settings.minutes else None)
     budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
-    print(f"dhif fuse: no checkpoint; training {budget} on the pair at reduced resolution "
+    doing = "no checkpoint; training" if start is None else "fine-tuning"
+    print(f"dhif fuse: {doing} {budget} on the pair at reduced resolution "
           f"({_pixels(low_hsi)} + {_pixels(low_msi)} -> {_pixels(target)})"
           + _cropped(lr_hsi, target, scale), flush=True)
     started = time.time()
