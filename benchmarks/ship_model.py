@@ -2,7 +2,7 @@
 configuration only (no optimizer, no random state), in float32, as
 dhif/pretrained/cave_x{scale}_cpu.pt (the run's scale), and cave_x{scale}_cpu.json beside it
 (the command, the data, the training time, the held-out scores and the fingerprint that the
-tests check). A new scale is also added to SHIPPED_SCALES in dhif/pretrained/__init__.py.
+tests check). A new scale must then be added to SHIPPED_SCALES in dhif/pretrained/__init__.py.
 
     python benchmarks/ship_model.py --run runs/cpu_x8 --command "dhif train ..." \
         --held-out held_out.json [--overwrite]

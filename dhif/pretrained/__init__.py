@@ -10,7 +10,7 @@ from importlib import resources
 
 from ..checkpoint import model_from_checkpoint
 
-SHIPPED_SCALES = (4, 8)
+SHIPPED_SCALES = (4, 8, 16)
 
 
 def _shipped(scale: int, suffix: str):
