@@ -47,6 +47,9 @@ def _add_model_args(parser, defaults):
     parser.add_argument("--init-operators", choices=["random", "physics"], default=defaults.init_operators,
                         help="R and B at the start of training: Xavier (the paper's) or from the known response "
                         "and blur")
+    parser.add_argument("--init-filters", choices=["random", "identity"], default=defaults.init_filters,
+                        help="the filter heads at the start of training: Xavier (the paper's) or the identity, so "
+                        "that the network starts by returning its initial estimate and learns a correction")
     _add_filter_impl_arg(parser)
 
 

@@ -405,16 +405,16 @@ def test_a_partial_cave_folder_names_the_missing_default_test_scenes_first(tmp_p
 
 def test_fuse_speaks_in_the_files_layout_and_says_what_training_left_out(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    np.save(tmp_path / "lr.npy", rng.random((36, 36, 4)).astype(np.float32))  # bands last
-    np.save(tmp_path / "msi.npy", rng.random((72, 72, 3)).astype(np.float32))
+    np.save(tmp_path / "lr.npy", rng.random((37, 35, 4)).astype(np.float32))  # bands last
+    np.save(tmp_path / "msi.npy", rng.random((74, 70, 3)).astype(np.float32))
     assert main(["fuse", "--lr-hsi", str(tmp_path / "lr.npy"), "--hr-msi", str(tmp_path / "msi.npy"), "--lr-layout",
                  "hwc", "--msi-layout", "hwc", "--steps", "8", "--width", "4", "--stages", "1", "--head-width", "8",
                  "--baselines", "none", "--device", "cpu", "--out", str(tmp_path / "fused")]) == 0
     out = capsys.readouterr().out
-    assert np.load(tmp_path / "fused" / "fused.npy").shape == (72, 72, 4)
-    assert "fused cube 72 x 72 x 4 (hwc, as the LR-HSI" in out
-    assert "the LR-HSI's last 4 rows and 4 columns are left out of training (its size must be a multiple of 16 x " \
-           "the scale, 32 pixels" in out
+    assert np.load(tmp_path / "fused" / "fused.npy").shape == (74, 70, 4)
+    assert "fused cube 74 x 70 x 4 (hwc, as the LR-HSI" in out
+    assert "the LR-HSI's last 1 rows and 1 columns are left out of training (its size must be a multiple of the " \
+           "scale, 2;" in out
 
 
 @pytest.mark.parametrize("msi_kind, start", [("the scene's RGB image", "cs"), ("noise", "bicubic")])

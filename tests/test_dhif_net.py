@@ -218,6 +218,26 @@ def test_an_unknown_initial_estimate_is_refused():
         DHIFNet(initial_estimate="gsa")
 
 
+def test_identity_filters_leave_each_stage_to_its_data_terms_and_still_learn():
+    torch.manual_seed(0)
+    model = DHIFNet(hsi_channels=5, scale=4, stages=2, width=4, head_width=8)
+    lr, msi = torch.rand(1, 5, 4, 4), torch.rand(1, 3, 16, 16)
+
+    def without_prior():
+        with torch.no_grad():
+            lam = model.lam.clone()
+            model.lam.zero_()
+            out = model(lr, msi)
+            model.lam.copy_(lam)
+        return out
+
+    assert not torch.allclose(model(lr, msi), without_prior())  # random filters: the prior moves z
+    model.start_filters_as_identity()
+    torch.testing.assert_close(model(lr, msi), without_prior())  # u = z: lambda (z - u) is zero
+    model(lr, msi).square().sum().backward()
+    assert all(head[-1].weight.grad.abs().sum() > 0 for head in model.filters.heads)
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4, 5, 7, 8, 11])
 def test_physics_operators_are_the_protocols_blur_at_every_one_layer_scale(scale):
     from dhif.data import degrade, spectral_response

@@ -65,6 +65,15 @@ def test_short_training_lowers_the_loss(tmp_path, bf16):
     assert all(torch.equal(value, saved[key]) for key, value in result.model.state_dict().items())
 
 
+def test_identity_filters_are_where_training_starts(tmp_path):
+    config = tiny_config(tmp_path, epochs=0, init_filters="identity")
+    model = train(config, tiny_dataset(config), progress=False).model
+    last = model.filters.heads[0][-1]
+    assert last.weight.abs().sum() == 0
+    assert last.bias.view(config.taps, -1)[config.taps // 2].eq(1).all()
+    assert tiny_config(tmp_path).init_filters == "random"  # the paper's
+
+
 def test_checkpoint_is_atomic_and_loads_weights_only(tmp_path):
     config = tiny_config(tmp_path, epochs=1)
     train(config, tiny_dataset(config), progress=False)

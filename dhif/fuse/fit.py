@@ -17,6 +17,11 @@ from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 # 45.05 (benchmarks/RESULTS.md).
 FINE_TUNE_LR = 2e-4
 REDUCED_SHARE = 4
+# A model trained from nothing starts with identity filters, so its first output is its start
+# (component substitution, usually): on Paris x2 with random filters its first epoch's loss was
+# six times its last, and 400 steps ended below component substitution at reduced resolution
+# (36.08 dB against 36.25); with identity filters 36.62 (benchmarks/RESULTS.md).
+INIT_FILTERS = "identity"
 DEFAULT_STEPS = 400  # about 5 minutes on 2 CPU cores for Houston's 48 x 128 x 128 + 3 x 512 x 512
 
 
@@ -25,8 +30,8 @@ def training_patch(lr_size: tuple, scale: int, lr_valid=None) -> int:
     the scale and the U-Net both divide, near 64 pixels (64 at powers of two), smaller where
     pixels without data leave no larger window; a ValueError where none is left."""
     unit = math.lcm(scale, 16)  # the U-Net divides the degraded LR-HSI by 16
-    height, width = (size - size % (scale * 16) for size in lr_size)
-    largest = min(unit * max(1, 64 // unit), height, width)
+    height, width = (size - size % scale for size in lr_size)
+    largest = min(unit * max(1, 64 // unit), height - height % unit, width - width % unit)
     for patch in range(largest, unit - 1, -unit):
         if lr_valid is None or len(corners_with_data(lr_valid[:height, :width], scale, patch)):
             return patch
@@ -39,12 +44,12 @@ def _pixels(cube) -> str:
 
 
 def _cropped(lr_hsi, target, scale: int) -> str:
-    """What the crop to a multiple of 16 x scale LR pixels (the network's) left out, if any."""
+    """What the crop to a multiple of the scale (for the degraded pair's grid) left out, if any."""
     rows, columns = lr_hsi.shape[1] - target.shape[1], lr_hsi.shape[2] - target.shape[2]
     if not rows and not columns:
         return ""
     return (f"; the LR-HSI's last {rows} rows and {columns} columns are left out of training (its size must be a "
-            f"multiple of 16 x the scale, {16 * scale} pixels; the fused cube covers the whole image)")
+            f"multiple of the scale, {scale}; the fused cube covers the whole image)")
 
 
 def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start: dict = None, start_output=None):
@@ -56,7 +61,7 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
     cube of this pair (C, H, W; the HR-MSI's size or less), is the target of the patches of
     the pair as given (REDUCED_SHARE). Returns (the model, what was trained)."""
     scale, observation = estimate.scale, estimate.observation()
-    target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale * 16, lr_valid)
+    target, msi, valid = crop_pair(lr_hsi, hr_msi, scale, scale, lr_valid)
     low_hsi, low_msi = observation.degrade(target[None])[0], observation.degrade(msi[None])[0]
     patch = training_patch(tuple(lr_hsi.shape[1:]), scale, lr_valid)
     steps = None if settings.minutes else settings.steps or DEFAULT_STEPS  # a fixed budget unless --minutes
@@ -67,7 +72,8 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
                       if k not in ("scale", "sigma", "psf_window")}
     config = short_run_config(out / "run", steps, scale=scale, **model_keys, patch=patch,
                               lr=1e-3 if start is None else FINE_TUNE_LR, device=settings.device, sigma=estimate.sigma,
-                              psf_window=estimate.window, init_operators="physics", seed=settings.seed,
+                              psf_window=estimate.window, init_operators="physics", init_filters=INIT_FILTERS,
+                              seed=settings.seed,
                               time_limit=settings.minutes * 60 if settings.minutes else None)
     budget = f"{config.epochs * SHORT_RUN_STEPS_PER_EPOCH} steps" if steps else f"{settings.minutes:g} min"
     doing = "no checkpoint; training" if start is None else "fine-tuning"
@@ -89,6 +95,8 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
                "seconds": round(time.time() - started, 1), "settings": {
                    **config.model_dict(), "patch": patch, "batch_size": config.batch_size, "lr": config.lr,
                    "seed": settings.seed}}
+    if start is None:
+        trained["settings"]["init_filters"] = INIT_FILTERS
     if start is not None:
         trained["settings"]["reduced_pair_share"] = f"1 patch in {REDUCED_SHARE}; the others of the pair as given, " \
                                                      "with the starting model's output as target"

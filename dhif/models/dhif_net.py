@@ -156,6 +156,20 @@ class DHIFNet(nn.Module):
         nn.init.normal_(self.eta, 0.1, 0.01)
         nn.init.normal_(self.lam, 1.0, 0.01)
 
+    @torch.no_grad()
+    def start_filters_as_identity(self):
+        """Makes every head's last convolution give the identity taps (centre 1, others 0)
+        whatever its input, so that u = z: each stage then changes its input only by its data
+        terms, and training learns a correction from there instead of first undoing random
+        filters (a residual branch started at zero). The convolution's weights are zero, so
+        their gradients are not."""
+        for head in self.filters.heads:
+            last = head[-1]
+            last.weight.zero_()
+            taps = last.bias.view(self.taps, self.hsi_channels)
+            taps.zero_()
+            taps[self.taps // 2] = 1
+
     def _check_inputs(self, lr_hsi, hr_msi):
         if lr_hsi.dim() != 4 or hr_msi.dim() != 4:
             raise ValueError(f"DHIFNet: expected 4-D inputs (B, C, H, W), got lr_hsi {tuple(lr_hsi.shape)} "

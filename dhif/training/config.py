@@ -30,6 +30,7 @@ class TrainConfig(ModelConfig):
     time_limit: float = None     # seconds; stop after the epoch that crosses it
     checkpoint_every: int = 0    # also keep epoch_NNN.pt every N epochs (0: only last.pt)
     init_operators: str = "random"  # or "physics": R, B from the known response and blur
+    init_filters: str = "random"    # or "identity": the filters start as the identity (DHIFNet.start_filters_as_identity)
     # The data protocol, recorded in every checkpoint (with the model's sigma, the blur's).
     data: str = None             # the dataset folder (--cave or --data)
     scaling: str = "as-read"     # a key of dhif.data.scenes.SCALINGS

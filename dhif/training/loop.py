@@ -65,8 +65,11 @@ class _TrainingRun:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(config))
         if initial_weights is not None:  # fine-tuning a trained model
             self.model.load_state_dict(initial_weights)
-        elif config.init_operators == "physics":
-            init_observation_operators(self.model, srf, config.sigma, config.psf_window)
+        else:
+            if config.init_operators == "physics":
+                init_observation_operators(self.model, srf, config.sigma, config.psf_window)
+            if config.init_filters == "identity":
+                self.model.start_filters_as_identity()
         if config.bf16 and not has_native_bf16(self.device):
             warnings.warn(f"dhif train: bf16 autocast on {self.device} without native bf16 arithmetic is slower "
                           "than float32", RuntimeWarning, stacklevel=3)
