@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dhif.cli import main
+from dhif.baselines import BASELINES
 from dhif.checkpoint import load_checkpoint
+from dhif.cli import main
+from dhif.report import METHOD_NAMES
 
 from authors_format import authors_state_dict, pickled_authors_model
 
@@ -66,7 +68,9 @@ def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
     for suffix in ("composite", "error", "spectra"):
         assert (out / "figures" / f"synthetic_{suffix}.png").stat().st_size > 1000
     rows = json.loads((out / "metrics.json").read_text())
-    assert {r["method"] for r in rows} == {"dhif", "shipped", "bicubic", "cs"}
+    assert {r["method"] for r in rows} == {"dhif", "shipped", *BASELINES}
+    classical = {r["method"]: r["psnr"] for r in rows if r["method"] in BASELINES}
+    assert f"{METHOD_NAMES[max(classical, key=classical.get)]} (best classical): PSNR" in first
     assert main(["demo", "--steps", "8", "--out", str(out), "--overwrite"]) == 0
     assert _summary(capsys) == first  # seeded and counted in steps: the same numbers again
 
