@@ -320,6 +320,38 @@ def test_patch_dataset_is_a_function_of_seed_epoch_index():
     torch.testing.assert_close(degrade(hr, 8), lr)
 
 
+@pytest.mark.parametrize("augment", [False, True])
+def test_patches_with_a_start_are_cut_from_the_whole_simulated_scene(augment):
+    from dhif.baselines import Observation, component_substitution
+
+    scene, srf = synthetic_scene(64, seed=0), spectral_response()
+    made = []
+
+    def start(lr, msi):
+        made.append(lr.shape)
+        return component_substitution(lr, msi, Observation(8, 2.0))
+
+    data = PatchDataset([scene], 8, srf, patch=32, samples=12, seed=3, augment=augment, start=start)
+    assert made == [(1, 31, 8, 8)]  # once, on the whole scene
+    whole = [degrade(scene, 8), to_msi(scene, srf), scene, start(degrade(scene, 8)[None], to_msi(scene, srf)[None])[0]]
+    views = [(turns, flip) for turns in range(4) for flip in (False, True)] if augment else [(0, False)]
+    for sample in (data[i] for i in range(len(data))):
+        assert [t.shape[1:] for t in sample] == [(4, 4), (32, 32), (32, 32), (32, 32)]
+        found = []
+        for top in range(0, 33, 8):
+            for left in range(0, 33, 8):
+                cut = [whole[0][:, top // 8:top // 8 + 4, left // 8:left // 8 + 4],
+                       *(t[:, top:top + 32, left:left + 32] for t in whole[1:])]
+                for turns, flip in views:
+                    seen = [torch.rot90(t, turns, dims=(1, 2)).flip(2) if flip else torch.rot90(t, turns, dims=(1, 2))
+                            for t in cut]
+                    if all(torch.equal(a, b) for a, b in zip(sample, seen)):
+                        found.append((top, left))
+        assert found, "a sample that is not an aligned cut of the whole scene's"
+    with pytest.raises(ValueError, match="no-data"):
+        PatchDataset({"a": scene}, 8, srf, patch=32, valid={"a": torch.ones(64, 64, dtype=torch.bool)}, start=start)
+
+
 def test_persistent_workers_see_every_epoch():
     """DataLoader's persistent workers hold copies of the dataset: set_epoch must reach them,
     or every epoch would repeat the patches of the epoch the workers started in."""

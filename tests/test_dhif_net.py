@@ -213,8 +213,21 @@ def test_the_component_substitution_start_is_differentiable_in_float64():
                                     fast_mode=True)
 
 
+def test_an_initial_estimate_given_is_the_one_refined():
+    torch.manual_seed(0)
+    model = DHIFNet(hsi_channels=5, scale=4, stages=1, width=4, head_width=8, initial_estimate="cs")
+    lr, msi = torch.rand(1, 5, 4, 4), torch.rand(1, 3, 16, 16)
+    made = model.initial_estimate(lr, msi)
+    torch.testing.assert_close(model(lr, msi, made), model(lr, msi))
+    assert not torch.allclose(model(lr, msi, made + 0.1), model(lr, msi))
+    with pytest.raises(ValueError, match=r"the initial estimate is \(1, 5, 16, 8\); expected \(1, 5, 16, 16\)"):
+        model(lr, msi, made[..., :8])
+    # Sizes the U-Net cannot divide: the estimate is padded with the inputs.
+    assert model(torch.rand(1, 5, 5, 7), torch.rand(1, 3, 20, 28), torch.rand(1, 5, 20, 28)).shape == (1, 5, 20, 28)
+
+
 def test_an_unknown_initial_estimate_is_refused():
-    with pytest.raises(ValueError, match="initial_estimate must be one of bicubic, cs, got 'gsa'"):
+    with pytest.raises(ValueError, match="initial_estimate must be one of bicubic, cs, cnmf, got 'gsa'"):
         DHIFNet(initial_estimate="gsa")
 
 

@@ -113,11 +113,20 @@ class PatchDataset(EpochSampledDataset):
     """Random training samples (lr_hsi, hr_msi, hr_hsi) from whole HR cubes: a random scene,
     a random patch, a random rot90 and flips, then the simulated LR-HSI and HR-MSI.
     valid: {scene name: (H, W) mask} for scenes (a dict) with no-data pixels, whose patches
-    are drawn only where every pixel has data."""
+    are drawn only where every pixel has data.
+
+    start: a function (lr_hsi, hr_msi) -> the network's initial estimate, of (1, C, h, w)
+    and (1, m, H, W) inputs (dhif.models.initial_estimate), or None. With one, each scene is
+    simulated whole, its estimate made once on it, and a sample is (lr_hsi, hr_msi, hr_hsi,
+    start), the four cut from the whole scene's at a corner on the LR grid: the network
+    then learns to refine the estimate it is given on a whole image, not that of a patch
+    (component substitution's regression on a 32 x 32 patch at x8 has 16 LR pixels)."""
 
     def __init__(self, scenes, scale: int, srf: torch.Tensor, patch: int = 96, samples: int = 20000,
-                 sigma: float = 2.0, seed: int = 0, augment: bool = True, valid: dict = None):
+                 sigma: float = 2.0, seed: int = 0, augment: bool = True, valid: dict = None, start=None):
         super().__init__(samples, seed)
+        if start is not None and valid:
+            raise ValueError("PatchDataset: start is not available for scenes with no-data pixels")
         names = list(scenes) if isinstance(scenes, dict) else [None] * len(scenes)
         self.scenes = list(scenes.values()) if isinstance(scenes, dict) else list(scenes)
         if not self.scenes:
@@ -130,6 +139,13 @@ class PatchDataset(EpochSampledDataset):
                                  f"patch {patch}")
         self.corners = [self._corners(name, (valid or {}).get(name), patch) for name in names]
         self.scale, self.srf, self.patch, self.sigma, self.augment = scale, srf, patch, sigma, augment
+        self.simulated = None if start is None else [self._simulated(cube, start) for cube in self.scenes]
+
+    def _simulated(self, cube, start) -> tuple:
+        """(LR-HSI, HR-MSI, HR-HSI, initial estimate) of a whole scene, (C, H, W) each."""
+        hr = crop_to_multiple(cube, self.scale)
+        lr, msi = degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf)
+        return lr, msi, hr, start(lr[None], msi[None])[0].to(hr.dtype)
 
     @staticmethod
     def _corners(name, valid, patch: int):
@@ -144,6 +160,8 @@ class PatchDataset(EpochSampledDataset):
     def __getitem__(self, index):
         rng = self.rng(index)
         which = rng.integers(len(self.scenes))
+        if self.simulated is not None:
+            return self._cut(self.simulated[which], rng)
         cube, corners = self.scenes[which], self.corners[which]
         if corners is None:
             top = rng.integers(cube.shape[1] - self.patch + 1)
@@ -153,6 +171,18 @@ class PatchDataset(EpochSampledDataset):
         hr = cube[:, top:top + self.patch, left:left + self.patch]
         hr = random_rot_flip([hr], rng)[0] if self.augment else hr.contiguous()
         return degrade(hr, self.scale, self.sigma), to_msi(hr, self.srf), hr
+
+    def _cut(self, simulated: tuple, rng) -> tuple:
+        """A patch of a whole simulated scene, at a corner on its LR grid. The protocol's PSF
+        (scale x scale) is mirror-symmetric about each LR pixel, so turns and flips keep the
+        four aligned."""
+        lr, msi, hr, start = simulated
+        s, p = self.scale, self.patch
+        top, left = (int(rng.integers((size - p) // s + 1)) * s for size in hr.shape[1:])
+        low = (slice(None), slice(top // s, (top + p) // s), slice(left // s, (left + p) // s))
+        high = (slice(None), slice(top, top + p), slice(left, left + p))
+        cut = [lr[low], msi[high], hr[high], start[high]]
+        return tuple(random_rot_flip(cut, rng) if self.augment else (t.contiguous() for t in cut))
 
 
 class SceneDataset(Dataset):

@@ -27,10 +27,13 @@ def _smooth_noise(size: int, cells: int, rng: np.random.Generator) -> np.ndarray
 
 
 def synthetic_scene(size: int = 128, bands: int = 31, seed: int = 0, materials: int = 8,
-                    shapes: int = 24) -> torch.Tensor:
-    """A (bands, size, size) float32 cube in [0, 1]."""
+                    shapes: int = 24, material_seed: int = None) -> torch.Tensor:
+    """A (bands, size, size) float32 cube in [0, 1]; material_seed: the spectra of the scene
+    of that seed instead of its own (another arrangement of the same materials)."""
     rng = np.random.default_rng(seed)
-    spectra = material_spectra(materials, bands, rng)
+    spectra = material_spectra(materials, bands, rng)  # drawn anyway: the layout depends on the seed alone
+    if material_seed is not None:
+        spectra = material_spectra(materials, bands, np.random.default_rng(material_seed))
     label = np.zeros((size, size), dtype=np.int64)
     gradient = np.linspace(0, 1, size)[None, :] * np.ones((size, 1))
     mix = np.clip(gradient + 0.2 * _smooth_noise(size, 4, rng), 0, 1)

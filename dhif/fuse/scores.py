@@ -5,11 +5,13 @@ from ..data import crop_pair
 from ..data.units import clip_to_input_range
 from ..inference import reconstruct_image
 from ..metrics import ergas, psnr_over_valid, sam, valid_pixels
-from ..models.dhif_net import INITIAL_ESTIMATES
 from ..profiling import timed_call
 from ..report import METHOD_NAMES
 from .files import cube_files
 
+# The starts that --initial-estimate auto chooses from: a network trained on a pair computes
+# its start on each training patch, where CNMF's unmixing has too few pixels.
+AUTO_STARTS = ("bicubic", "cs")
 FULL_RESOLUTION = (
     "every method on the whole pair, without a truth: lr_consistency_psnr, the cube degraded by the PSF and "
     "decimation against the LR-HSI; msi_consistency_psnr, the cube through the estimated response against the "
@@ -51,9 +53,9 @@ def best_start(lr_hsi, hr_msi, observation: Observation, device, lr_valid=None) 
     reduced resolution, where the network is trained. Component substitution is the stronger
     wherever the HR-MSI's detail follows the LR-HSI's bands; where it does not (a pair whose
     response or blur is not the assumed one), it can fall below bicubic."""
-    scores = reduced_resolution(None, lr_hsi, hr_msi, observation, device, None, 0, baselines=INITIAL_ESTIMATES,
+    scores = reduced_resolution(None, lr_hsi, hr_msi, observation, device, None, 0, baselines=AUTO_STARTS,
                                 lr_valid=lr_valid)
-    psnrs = {start: scores[start]["psnr"] for start in INITIAL_ESTIMATES}
+    psnrs = {start: scores[start]["psnr"] for start in AUTO_STARTS}
     return max(psnrs, key=psnrs.get), psnrs
 
 

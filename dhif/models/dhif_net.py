@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..baselines.cnmf import cnmf
 from ..baselines.gsa import component_substitution
 from ..baselines.observation import Observation
 from ..ops import SPATIO_SPECTRAL_PASSES, adaptive_filter, resolve_impl
@@ -21,7 +22,7 @@ from ..ops.registrations import forward_mode_active
 from .config import ModelConfig
 
 SCALES = tuple(range(2, 33))  # any integer ratio HR / LR from 2 to 32
-INITIAL_ESTIMATES = ("bicubic", "cs")
+INITIAL_ESTIMATES = ("bicubic", "cs", "cnmf")
 UNET_DEPTH = 4  # average-pooling steps in the U-Net's encoder
 LARGEST_LAYER_FACTOR = 8
 
@@ -97,6 +98,26 @@ class FilterUNet(nn.Module):
         for block in self.decoder:
             x = block(torch.cat([skips.pop(), F.interpolate(x, scale_factor=2, mode="bicubic")], dim=1))
         return x
+
+
+def initial_estimate(config: ModelConfig, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+    """A network's Z0 of (B, C, h, w) and (B, m, H, W) inputs: the LR-HSI upsampled (the
+    paper's), or component substitution or CNMF with the data's Gaussian blur (config.sigma,
+    psf_window). CNMF unmixes the whole image it is given (a hundred updates of every
+    factor): give it whole images (PatchDataset's start for training patches)."""
+    if config.initial_estimate == "bicubic":
+        return F.interpolate(lr_hsi, scale_factor=config.scale, mode="bicubic", align_corners=False)
+    # Least-squares solves and multiplicative updates: in float32 at least, whatever autocast
+    # or a half-precision input would choose.
+    dtype = torch.promote_types(lr_hsi.dtype, torch.float32)
+    inputs = (lr_hsi.to(dtype), hr_msi.to(dtype))
+    observation = Observation(config.scale, config.sigma, window=config.psf_window)
+    with torch.autocast(lr_hsi.device.type, enabled=False):
+        if config.initial_estimate == "cnmf":  # its hundreds of updates are not differentiated
+            z = cnmf(*(x.detach() for x in inputs), observation)
+        else:
+            z = component_substitution(*inputs, observation)
+    return z.to(lr_hsi.dtype)
 
 
 class DHIFNet(nn.Module):
@@ -190,24 +211,31 @@ class DHIFNet(nn.Module):
         unet = 2 ** UNET_DEPTH
         return unet // math.gcd(unet, self.scale)
 
-    def forward(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+    def forward(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, start: torch.Tensor = None) -> torch.Tensor:
         """The HR-HSI (B, hsi_channels, H, W) from an LR-HSI (B, hsi_channels, H / scale,
         W / scale) and an HR-MSI (B, msi_channels, H, W) of the same scene. The network was
         built for reflectance in [0, 1]; sizes the U-Net cannot divide are padded and the
-        result cropped."""
+        result cropped. start: the initial estimate (B, hsi_channels, H, W) where the caller
+        made it on a larger image than these inputs (the whole scene of a training patch:
+        PatchDataset's start); None: made here (initial_estimate)."""
         self._check_inputs(lr_hsi, hr_msi)
+        if start is not None and start.shape != (*lr_hsi.shape[:2], *hr_msi.shape[2:]):
+            raise ValueError(f"DHIFNet: the initial estimate is {tuple(start.shape)}; expected "
+                             f"{(*lr_hsi.shape[:2], *hr_msi.shape[2:])}, the LR-HSI's bands at the HR-MSI's size")
         height, width = hr_msi.shape[2:]
         multiple = self._pad_multiple()
         pad_h, pad_w = (-lr_hsi.shape[2]) % multiple, (-lr_hsi.shape[3]) % multiple
-        if pad_h or pad_w:  # replicate-pad both inputs consistently, crop the result
+        if pad_h or pad_w:  # replicate-pad the inputs consistently, crop the result
             lr_hsi = F.pad(lr_hsi, [0, pad_w, 0, pad_h], mode="replicate")
-            hr_msi = F.pad(hr_msi, [0, pad_w * self.scale, 0, pad_h * self.scale], mode="replicate")
-        z = self.unrolled(lr_hsi, hr_msi)
+            hr_pad = [0, pad_w * self.scale, 0, pad_h * self.scale]
+            hr_msi = F.pad(hr_msi, hr_pad, mode="replicate")
+            start = None if start is None else F.pad(start, hr_pad, mode="replicate")
+        z = self.unrolled(lr_hsi, hr_msi, start)
         return z[..., :height, :width]
 
-    def unrolled(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
+    def unrolled(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor, start: torch.Tensor = None) -> torch.Tensor:
         """The unrolled iterations on inputs whose sizes the U-Net can divide."""
-        z = self.initial_estimate(lr_hsi, hr_msi)
+        z = self.initial_estimate(lr_hsi, hr_msi) if start is None else start
         features = []
         recompute = torch.is_grad_enabled() and self._recomputes_taps(z.device)
         for t in range(self.stages):
@@ -227,17 +255,8 @@ class DHIFNet(nn.Module):
         return z
 
     def initial_estimate(self, lr_hsi: torch.Tensor, hr_msi: torch.Tensor) -> torch.Tensor:
-        """Z0: the LR-HSI upsampled (the paper's), or component substitution with the data's
-        Gaussian blur (config.sigma, psf_window), which the stages then refine."""
-        if self.config.initial_estimate == "bicubic":
-            return F.interpolate(lr_hsi, scale_factor=self.scale, mode="bicubic", align_corners=False)
-        # Its regression is a least-squares solve: in float32 at least, whatever autocast
-        # or a half-precision input would choose.
-        dtype = torch.promote_types(lr_hsi.dtype, torch.float32)
-        with torch.autocast(lr_hsi.device.type, enabled=False):
-            z = component_substitution(lr_hsi.to(dtype), hr_msi.to(dtype),
-                                       Observation(self.scale, self.config.sigma, window=self.config.psf_window))
-        return z.to(lr_hsi.dtype)
+        """Z0, which the stages refine: initial_estimate(self.config, ...)."""
+        return initial_estimate(self.config, lr_hsi, hr_msi)
 
     def _recomputes_taps(self, device) -> bool:
         if not torch.compiler.is_compiling() and (torch._C._are_functorch_transforms_active()

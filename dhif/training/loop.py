@@ -28,11 +28,12 @@ from .run_log import LongRunEstimate, RunLog, write_quietly
 from .stopping import StopRequest, TrainingInterrupted, stop_and_save
 
 
-def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False) -> torch.Tensor:
+def train_step(model, optimizer, lr_hsi, hr_msi, hr_hsi, bf16: bool = False, start=None) -> torch.Tensor:
     """One optimisation step of the L1 loss, the authors' objective; returns the loss.
-    bf16: the forward under bfloat16 autocast (the loss in float32)."""
+    bf16: the forward under bfloat16 autocast (the loss in float32). start: the samples'
+    initial estimates, where the dataset gives them (PatchDataset's start)."""
     with torch.autocast(lr_hsi.device.type, dtype=torch.bfloat16, enabled=bf16):
-        pred = model(lr_hsi, hr_msi)
+        pred = model(lr_hsi, hr_msi, start)
     loss = F.l1_loss(pred.float(), hr_hsi)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -139,9 +140,9 @@ class _TrainingRun:
         started = time.time()
         bar = log.epoch_bar(batches, epoch, config.epochs)
         with stop:
-            for lr_hsi, hr_msi, hr_hsi in bar:
-                loss = train_step(self.wrapped, self.optimizer, lr_hsi.to(self.device), hr_msi.to(self.device),
-                                  hr_hsi.to(self.device), config.bf16)
+            for sample in bar:
+                lr_hsi, hr_msi, hr_hsi, *start = (t.to(self.device) for t in sample)
+                loss = train_step(self.wrapped, self.optimizer, lr_hsi, hr_msi, hr_hsi, config.bf16, *start)
                 total, count = total + loss.item(), count + 1
                 if env.any(stop.requested):
                     stop_and_save(env, self.model, self.optimizer, self.scheduler, epoch, config, self.last, total,
