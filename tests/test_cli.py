@@ -61,7 +61,11 @@ def test_help_gives_every_option_a_text_and_default_and_names_the_scenes():
 def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--steps", "8", "--out", str(out)]) == 0
-    first = _summary(capsys)
+    printed = capsys.readouterr().out
+    # The synthetic scenes mix a few spectra, CNMF's own model: it is the better start there.
+    assert "dhif demo: the network starts from CNMF, the better on the training data (component substitution " \
+           in printed
+    first = printed.strip().splitlines()[-1]
     assert first.startswith("demo result (synthetic, x8, 8 steps): ")
     for label in ("bicubic: PSNR", "component substitution: PSNR", "DHIF-Net: PSNR", "DHIF-Net (shipped): PSNR"):
         assert label in first
