@@ -213,6 +213,18 @@ def test_the_component_substitution_start_is_differentiable_in_float64():
                                     fast_mode=True)
 
 
+def test_the_cnmf_start_refuses_to_be_differentiated():
+    model = DHIFNet(hsi_channels=5, scale=4, stages=1, width=4, head_width=8, initial_estimate="cnmf")
+    lr, msi = torch.rand(1, 5, 4, 4), torch.rand(1, 3, 16, 16)
+    assert model(lr, msi).shape == (1, 5, 16, 16)
+    with pytest.raises(ValueError, match="the CNMF start is not differentiable"):
+        model(lr.requires_grad_(), msi)
+    with pytest.raises(ValueError, match="the CNMF start is not differentiable"):
+        torch.func.grad(lambda x: model(x, msi).sum())(lr.detach())
+    start = model.initial_estimate(lr.detach(), msi)
+    assert torch.func.grad(lambda x: model(x, msi, start).sum())(lr.detach()).abs().sum() > 0
+
+
 def test_an_initial_estimate_given_is_the_one_refined():
     torch.manual_seed(0)
     model = DHIFNet(hsi_channels=5, scale=4, stages=1, width=4, head_width=8, initial_estimate="cs")

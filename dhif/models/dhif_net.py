@@ -113,8 +113,12 @@ def initial_estimate(config: ModelConfig, lr_hsi: torch.Tensor, hr_msi: torch.Te
     inputs = (lr_hsi.to(dtype), hr_msi.to(dtype))
     observation = Observation(config.scale, config.sigma, window=config.psf_window)
     with torch.autocast(lr_hsi.device.type, enabled=False):
-        if config.initial_estimate == "cnmf":  # its hundreds of updates are not differentiated
-            z = cnmf(*(x.detach() for x in inputs), observation)
+        if config.initial_estimate == "cnmf":
+            if any(x.requires_grad for x in inputs):
+                raise ValueError("DHIFNet: the CNMF start is not differentiable (hundreds of multiplicative "
+                                 "updates); differentiate with initial_estimate 'cs' or 'bicubic', or give the "
+                                 "start: model(lr_hsi, hr_msi, start)")
+            z = cnmf(*inputs, observation)
         else:
             z = component_substitution(*inputs, observation)
     return z.to(lr_hsi.dtype)
