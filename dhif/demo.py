@@ -69,12 +69,13 @@ def best_start(train_cubes, srf, config: TrainConfig) -> tuple:
     is the better (their model, a few spectra mixed, is CNMF's), and from component
     substitution the network ended 0.5 dB below CNMF; on a CAVE scene component substitution
     is, and from CNMF the network fell below CNMF (benchmarks/RESULTS.md)."""
+    cubes = [crop_to_multiple(cube, config.scale)[None] for cube in train_cubes]
+    simulated = [(degrade(c, config.scale, config.sigma), to_msi(c, srf), c) for c in cubes]
     scores = {}
     for start in WHOLE_SCENE_STARTS:
         candidate = dataclasses.replace(config, initial_estimate=start)
-        cubes = [crop_to_multiple(cube, config.scale)[None] for cube in train_cubes]
-        scores[start] = sum(psnr(initial_estimate(candidate, degrade(c, config.scale, config.sigma), to_msi(c, srf))
-                                 .clamp(0, 1), c) for c in cubes) / len(cubes)
+        scores[start] = sum(psnr(initial_estimate(candidate, lr, msi).clamp(0, 1), hr)
+                            for lr, msi, hr in simulated) / len(simulated)
     return max(scores, key=scores.get), scores
 
 

@@ -79,6 +79,13 @@ class InterleavedDataset(Dataset):
         return (self.first if index % self.every == 0 else self.second)[index]
 
 
+def aligned_crops(lr, highs, top: int, left: int, scale: int, patch: int) -> list:
+    """The (C, patch / scale, patch / scale) crop of an LR image and the (C, patch, patch)
+    crops of HR images at the HR corner (top, left), a multiple of the scale: one area."""
+    low = lr[:, top // scale:(top + patch) // scale, left // scale:(left + patch) // scale]
+    return [low, *(high[:, top:top + patch, left:left + patch] for high in highs)]
+
+
 def random_rot_flip(tensors, rng: np.random.Generator) -> list:
     """The same random rot90 and flips applied to every (C, H, W) tensor of a sample."""
     turns, flip_w, flip_h = int(rng.integers(4)), bool(rng.integers(2)), bool(rng.integers(2))
@@ -176,12 +183,10 @@ class PatchDataset(EpochSampledDataset):
         """A patch of a whole simulated scene, at a corner on its LR grid. The protocol's PSF
         (scale x scale) is mirror-symmetric about each LR pixel, so turns and flips keep the
         four aligned."""
-        lr, msi, hr, start = simulated
+        lr, *high = simulated
         s, p = self.scale, self.patch
-        top, left = (int(rng.integers((size - p) // s + 1)) * s for size in hr.shape[1:])
-        low = (slice(None), slice(top // s, (top + p) // s), slice(left // s, (left + p) // s))
-        high = (slice(None), slice(top, top + p), slice(left, left + p))
-        cut = [lr[low], msi[high], hr[high], start[high]]
+        top, left = (int(rng.integers((size - p) // s + 1)) * s for size in high[0].shape[1:])
+        cut = aligned_crops(lr, high, top, left, s, p)
         return tuple(random_rot_flip(cut, rng) if self.augment else (t.contiguous() for t in cut))
 
 
@@ -237,6 +242,4 @@ class PairPatchDataset(EpochSampledDataset):
             left = int(rng.integers((self.target.shape[2] - p) // s + 1)) * s
         else:
             top, left = (int(v) for v in self.corners[rng.integers(len(self.corners))])
-        crops = [self.lr_hsi[:, top // s:(top + p) // s, left // s:(left + p) // s],
-                 self.hr_msi[:, top:top + p, left:left + p], self.target[:, top:top + p, left:left + p]]
-        return tuple(self.augmentation(crops, rng))
+        return tuple(self.augmentation(aligned_crops(self.lr_hsi, (self.hr_msi, self.target), top, left, s, p), rng))

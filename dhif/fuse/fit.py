@@ -97,7 +97,7 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
                    "seed": settings.seed}}
     if start is None:
         trained["settings"]["init_filters"] = INIT_FILTERS
-    if start is not None:
+    else:
         trained["settings"]["reduced_pair_share"] = f"1 patch in {REDUCED_SHARE}; the others of the pair as given, " \
                                                      "with the starting model's output as target"
     return result.model, trained
