@@ -14,6 +14,7 @@ import torch
 from dhif.baselines import BASELINES
 from dhif.checkpoint import load_checkpoint
 from dhif.cli import main
+from dhif.demo import run_demo
 from dhif.report import METHOD_NAMES
 
 from authors_format import authors_state_dict, pickled_authors_model
@@ -77,6 +78,31 @@ def test_demo_runs_a_fixed_budget_and_prints_the_same_numbers(tmp_path, capsys):
     assert f"{METHOD_NAMES[max(classical, key=classical.get)]} (best classical): PSNR" in first
     assert main(["demo", "--steps", "8", "--out", str(out), "--overwrite"]) == 0
     assert _summary(capsys) == first  # seeded and counted in steps: the same numbers again
+
+
+def test_the_cave_demo_takes_a_scene_that_no_shipped_model_learnt_from(capsys):
+    from dhif.demo import CAVE_DEMO_SCENE, cave_demo_scene
+    from dhif.pretrained import SHIPPED_SCALES, pretrained_record
+
+    learnt = {name for scale in SHIPPED_SCALES for name in pretrained_record(scale)["train_scenes"]}
+    assert CAVE_DEMO_SCENE not in learnt
+    trained_on = {name: None for name in sorted(learnt)}
+    assert cave_demo_scene({**trained_on, "flowers": None, CAVE_DEMO_SCENE: None}) == CAVE_DEMO_SCENE
+    assert cave_demo_scene({**trained_on, "flowers": None}) == "flowers"
+    assert capsys.readouterr().out == ""
+    # A folder of the shipped model's training scenes alone: the demo goes on, and says so.
+    assert cave_demo_scene(trained_on) == next(iter(trained_on))
+    assert "not held out" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_cave_demo_puts_both_networks_above_every_classical_method(tmp_path, cave_dir):
+    """The README's `dhif demo --cave` at its default budget: on held-out rows of a scene that
+    the shipped model never learnt from, both networks score above every classical method."""
+    by_method = run_demo(cave_dir, out=tmp_path / "demo", device="cpu")
+    assert next(iter(json.loads((tmp_path / "demo" / "metrics.json").read_text())))["scene"] == "watercolors_bottom"
+    strongest = max(by_method[m]["psnr"] for m in BASELINES)
+    assert min(by_method[m]["psnr"] for m in ("dhif", "shipped")) > strongest, by_method
 
 
 def test_demo_keeps_an_earlier_run_without_overwrite(tmp_path, capsys):
