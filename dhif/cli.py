@@ -391,7 +391,8 @@ def _add_fuse_command(sub, command):
                    help="where the model trained here starts: the LR-HSI upsampled, component substitution, or auto: "
                    "the one of the two that scores higher at reduced resolution on the pair")
     p.add_argument("--from-scratch", action="store_true", help="train a new model on the pair even where it fits a "
-                   "shipped one (31 bands, RGB, x4, x8 or x16), which is otherwise fine-tuned on it")
+                   "shipped one (31 bands, RGB, x4, x8 or x16), which is otherwise fine-tuned on it, or applied unchanged "
+                   "where the LR-HSI is under 16 x scale pixels a side")
     _add_inference_args(p)
     p.add_argument("--overlap", type=non_negative_int, default=defaults.overlap, help="overlap of neighbouring tiles "
                    "in HR pixels")

@@ -248,12 +248,17 @@ def test_the_fuse_verdict_names_the_best_method_and_what_to_do():
 
     scores = {"dhif": {"psnr": 30.0, "sam": 3.0, "ergas": 2.0, "seconds": 1.5},
               "fuse": {"psnr": 32.5, "sam": 2.0, "ergas": 1.0, "seconds": 0.25}}
-    line = verdict(scores, {"trained_here": True})
+    line = verdict(scores, {"trained_here": True}, 4, 32)
     assert line.startswith("best at reduced resolution: FUSE (PSNR 32.50 dB; DHIF-Net 30.00 dB)")
     assert "--steps" in line and "fuse.npy, written with --save-baselines" in line
+    # A model applied as trained ranks low at reduced resolution: no baseline is recommended over it.
+    line = verdict(scores, {"trained_here": False}, 8, 32)
+    assert "no verdict on DHIF-Net, applied as trained" in line and "8 x coarser" in line and ".npy" not in line
+    # Two reduced LR pixels a side (x16 on a 512 x 512 scene) rank nothing.
+    assert verdict(scores, {"trained_here": True}, 16, 2).endswith("2 pixels a side, too few to rank methods")
     scores["dhif"]["psnr"] = 33.0
-    assert verdict(scores, {}) == "best at reduced resolution: DHIF-Net (PSNR 33.00 dB; FUSE 32.50 dB)"
-    assert "no baselines chosen" in verdict({"dhif": scores["dhif"]}, {})
+    assert verdict(scores, {}, 4, 32) == "best at reduced resolution: DHIF-Net (PSNR 33.00 dB; FUSE 32.50 dB)"
+    assert "no baselines chosen" in verdict({"dhif": scores["dhif"]}, {}, 4, 32)
     table = format_scores(scores).splitlines()
     assert table[0].split()[-1] == "seconds" and table[2].split() == ["FUSE", "32.50", "2.00", "1.000", "0.25"]
 

@@ -69,6 +69,17 @@ def test_fuse_with_the_shipped_model_trains_nothing(tmp_path, capsys):
     assert np.load(tmp_path / "fused" / "fused.npy").shape == (31, 128, 128)
 
 
+def test_fuse_applies_a_fitting_shipped_model_to_a_pair_too_small_to_fine_tune_it(tmp_path, capsys):
+    argv = _pair(tmp_path)[:-1]  # no --pretrained: 16 x 16 LR pixels at x8, too few to train on
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "too small to fine-tune it at reduced resolution (at least 128 x 128): applying it unchanged" in out
+    report = json.loads((tmp_path / "fused" / "report.json").read_text())
+    assert not (tmp_path / "fused" / "run").exists() and report["model"]["checkpoint"] == str(pretrained_path(8))
+    assert main(argv + ["--from-scratch", "--overwrite"]) == 2  # a new model needs pixels to learn from
+    assert "needs at least 128 x 128" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bands, scale, says", [
     (20, 8, "fuses 31-band LR-HSIs with 3-channel HR-MSIs at x8; this pair has 20 bands"),
     (31, 2, "dhif ships no model for x2; shipped: x")])

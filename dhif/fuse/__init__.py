@@ -28,7 +28,7 @@ from ..quality import full_resolution_quality
 from ..report import METHOD_NAMES, save_figures
 from .files import CUBE_FORMATS, cube_files, output_files, write_cube
 from .fit import DEFAULT_STEPS, train_on_pair, training_patch
-from .pair import Pair, band_wavelengths, check_pair, pair_scale
+from .pair import Pair, band_wavelengths, check_pair, pair_scale, smallest_trainable_lr
 from .scores import (FULL_RESOLUTION, best_start, format_full_resolution, format_scores, full_resolution_baselines,
                      reduced_resolution, verdict)
 
@@ -110,6 +110,23 @@ def _fitting_shipped_model(lr_hsi, hr_msi, scale: int):
     if (lr_hsi.shape[0], hr_msi.shape[0]) != (31, 3) or scale not in SHIPPED_SCALES:
         return None
     return pretrained_path(scale)
+
+
+def _shipped_where_too_small(settings: FuseSettings, lr_data, msi_data) -> FuseSettings:
+    """The settings, with the shipped model as the checkpoint (said in one line) where the
+    pair fits one but is too small to fine-tune it at reduced resolution: a 512 x 512 CAVE
+    scene at x8 or x16, the shipped models' own kind of data."""
+    if settings.checkpoint or settings.from_scratch:
+        return settings
+    scale = pair_scale(lr_data, msi_data, settings.scale)
+    shipped = _fitting_shipped_model(lr_data, msi_data, scale)
+    if shipped is None or min(lr_data.shape[1:]) >= smallest_trainable_lr(scale):
+        return settings
+    print(f"dhif fuse: the pair fits the shipped x{scale} model (31 bands, RGB) but its LR-HSI, "
+          f"{lr_data.shape[1]} x {lr_data.shape[2]} pixels, is too small to fine-tune it at reduced resolution "
+          f"(at least {smallest_trainable_lr(scale)} x {smallest_trainable_lr(scale)}): applying it unchanged, as "
+          "--pretrained does", flush=True)
+    return dataclasses.replace(settings, checkpoint=str(shipped))
 
 
 def _fuse_whole(settings: FuseSettings, model, lr_hsi, hr_msi, device) -> torch.Tensor:
@@ -202,6 +219,7 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out, tru
     """Fuses a user's LR-HSI and HR-MSI (load_cube's CubeFiles) into the folder `out`:
     the fused cube in the LR-HSI's units, the chosen baselines, figures and report.json,
     which it returns. truth_file: a reference cube that every method is scored against."""
+    settings = _shipped_where_too_small(settings, lr_file.data, msi_file.data)
     pair = check_pair(lr_file, msi_file, settings.scale, trains_here=not settings.checkpoint)
     lr_data, msi_data, scale = pair.lr.data.float(), pair.msi.data.float(), pair.scale
     truth = _check_truth(truth_file, lr_data, msi_data) if truth_file is not None else None
@@ -244,5 +262,5 @@ def fuse(lr_file: CubeFile, msi_file: CubeFile, settings: FuseSettings, out, tru
     print(f"fused cube {' x '.join(map(str, shape))} ({pair.lr.layout}, as the LR-HSI, in its units: "
           f"{' + '.join(cube_files('fused', cube_format))}) and figures in {out}/; everything above in "
           f"{out / 'report.json'}")
-    print(verdict(scores, trained, cube_format))
+    print(verdict(scores, trained, scale, min(lr_hsi.shape[1:]) // scale, cube_format))
     return report

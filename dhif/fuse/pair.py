@@ -110,6 +110,12 @@ def band_wavelengths(option: str, cube: CubeFile):
     return values
 
 
+def smallest_trainable_lr(scale: int) -> int:
+    """The least LR-HSI side that a model can be trained on at reduced resolution: degraded
+    again by the scale, it must still fill one 16-pixel U-Net patch."""
+    return 16 * scale
+
+
 def check_pair(lr_file: CubeFile, msi_file: CubeFile, scale: int = None, trains_here: bool = True) -> Pair:
     """The pair at `scale` (None: the size ratio), with every check that needs no model
     done; trains_here: a model is to be trained on it, which needs enough pixels with data."""
@@ -119,7 +125,7 @@ def check_pair(lr_file: CubeFile, msi_file: CubeFile, scale: int = None, trains_
     scale = pair_scale(lr_file.data, msi_file.data, scale)
     lr_size, msi_size = tuple(lr_file.data.shape[1:]), tuple(msi_file.data.shape[1:])
     check_registration(lr_file.georeference, lr_size, msi_file.georeference, msi_size, scale)
-    smallest = scale * 16
+    smallest = smallest_trainable_lr(scale)
     if trains_here and min(lr_size) < smallest:
         raise ValueError(f"the LR-HSI is {lr_size[0]} x {lr_size[1]} pixels; training on the pair itself at scale "
                          f"{scale} needs at least {smallest} x {smallest}. Give a trained model with --checkpoint "
