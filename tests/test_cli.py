@@ -447,7 +447,7 @@ def test_fuse_speaks_in_the_files_layout_and_says_what_training_left_out(tmp_pat
     out = capsys.readouterr().out
     assert np.load(tmp_path / "fused" / "fused.npy").shape == (74, 70, 4)
     assert "fused cube 74 x 70 x 4 (hwc, as the LR-HSI" in out
-    assert "the LR-HSI's last 1 rows and 1 columns are left out of training (its size must be a multiple of the " \
+    assert "the LR-HSI's last 1 row and 1 column are left out of training (its size must be a multiple of the " \
            "scale, 2;" in out
 
 

@@ -42,6 +42,7 @@ def test_fuse_estimates_the_psf_and_scores_every_method_at_full_resolution_and_a
         assert {"psnr", "sam", "ergas", "ssim"} <= set(report["truth"][method])
     assert min(report["truth"][m]["psnr"] for m in ("cs", "hysure")) > 35  # an 8-step network is not yet
     assert "PSF estimated: Gaussian, sigma" in printed and "QNR" in printed and "HySure" in printed
+    assert "% with the assumed sigma 2 over 4 x 4)" in printed  # sigma 1 found: the assumed one's fit beside it
     # The truth's scores are the fused cube's against the file given.
     fused, truth = np.load(out / "fused.npy"), np.load(tmp_path / "truth.npy")
     mse = float(((fused.astype(np.float64) - truth) ** 2).mean())

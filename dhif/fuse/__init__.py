@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..baselines import DEFAULT_BASELINES, chosen_baselines
-from ..baselines.estimation import estimate_observation
+from ..baselines.estimation import ASSUMED_SIGMA, estimate_observation
 from ..checkpoint import load_checkpoint, model_from_checkpoint
 from ..data import CubeFile, upsample_bicubic
 from ..data.nodata import nodata_for_json
@@ -188,10 +188,11 @@ def _check_truth(truth_file: CubeFile, lr_data, msi_data) -> torch.Tensor:
 
 def _estimated_observation(pair: Pair, lr_hsi, hr_msi, psf_sigma):
     estimate = estimate_observation(lr_hsi, hr_msi, pair.scale, pair.lr_valid, psf_sigma)
+    assumed = (estimate.sigma, estimate.window) == (ASSUMED_SIGMA, pair.scale)  # found, given or kept: no comparison
     print(f"dhif fuse: PSF {estimate.how}: Gaussian, sigma {estimate.sigma:.3g} HR pixels over {estimate.window} x "
           f"{estimate.window}; the response fitted for it leaves {100 * estimate.residual:.2f}% of the degraded "
-          f"HR-MSI unexplained ({100 * estimate.assumed_residual:.2f}% with the assumed sigma 2 over "
-          f"{pair.scale} x {pair.scale})", flush=True)
+          "HR-MSI unexplained" + ("" if assumed else f" ({100 * estimate.assumed_residual:.2f}% with the assumed "
+                                  f"sigma 2 over {pair.scale} x {pair.scale})"), flush=True)
     if estimate.at_limit:
         print(f"dhif fuse: warning: the fit wants the widest PSF searched (sigma = the scale): a Gaussian PSF and a "
               "linear response do not explain this pair well (misregistration, different acquisition times or "

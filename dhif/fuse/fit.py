@@ -45,11 +45,12 @@ def _pixels(cube) -> str:
 
 def _cropped(lr_hsi, target, scale: int) -> str:
     """What the crop to a multiple of the scale (for the degraded pair's grid) left out, if any."""
-    rows, columns = lr_hsi.shape[1] - target.shape[1], lr_hsi.shape[2] - target.shape[2]
-    if not rows and not columns:
+    left_out = [f"{n} {what}{'s' if n > 1 else ''}" for n, what in
+                ((lr_hsi.shape[1] - target.shape[1], "row"), (lr_hsi.shape[2] - target.shape[2], "column")) if n]
+    if not left_out:
         return ""
-    return (f"; the LR-HSI's last {rows} rows and {columns} columns are left out of training (its size must be a "
-            f"multiple of the scale, {scale}; the fused cube covers the whole image)")
+    return (f"; the LR-HSI's last {' and '.join(left_out)} are left out of training (its size must be a multiple of "
+            f"the scale, {scale}; the fused cube covers the whole image)")
 
 
 def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start: dict = None, start_output=None):
