@@ -135,7 +135,7 @@ def run_demo(cave=None, steps: int = DEFAULT_STEPS, out=None, overwrite: bool = 
     trained_in = time.time() - started
     # The synthetic scenes are drawn on CAVE's band grid.
     test_set = SceneDataset(test_cubes, config.scale, srf, config.sigma, wavelengths=CAVE_WAVELENGTHS)
-    # Beside it, the model that ships with dhif (trained two hours): what training buys.
+    # Beside it, the model that ships with dhif (an hour of training on CAVE): what longer training buys.
     models = {"dhif": model, "shipped": pretrained_model(device=picked)}
     rows = evaluate(models, test_set, picked, out, progress=False, baselines=tuple(BASELINES))
     print(format_table(rows))
