@@ -23,7 +23,7 @@ from dhif.report import METHOD_NAMES
 
 from helpers import CAVE_DIR  # noqa: E402  (measure puts tests/ on the path)
 
-BASELINES = ("cs", "cnmf", "hysure")  # component substitution and the two strongest others on CAVE
+COMPARED = ("cs", "cnmf", "hysure")  # component substitution and the two strongest others on CAVE
 
 
 def fused_scores(cube, scale: int, folder: Path) -> dict:
@@ -34,7 +34,7 @@ def fused_scores(cube, scale: int, folder: Path) -> dict:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         code = dhif_main(["fuse", "--lr-hsi", str(folder / "lr.npy"), "--hr-msi", str(folder / "msi.npy"),
                           "--truth", str(folder / "truth.npy"), "--lr-layout", "chw", "--msi-layout", "chw",
-                          "--pretrained", "--device", "cpu", "--baselines", *BASELINES, "--out", str(folder / "out")])
+                          "--pretrained", "--device", "cpu", "--baselines", *COMPARED, "--out", str(folder / "out")])
     if code:
         raise RuntimeError(f"dhif fuse exited with {code} at x{scale}")
     report = json.loads((folder / "out" / "report.json").read_text())
@@ -56,7 +56,7 @@ def main():
             with tempfile.TemporaryDirectory() as folder:
                 rows.append({"scale": scale, "scene": scene, **fused_scores(cube, scale, Path(folder))})
             print(f"x{scale} {scene}: done", flush=True)
-    methods = ("dhif", *BASELINES)
+    methods = ("dhif", *COMPARED)
     print(f"\ndhif fuse --pretrained, PSNR dB, reduced resolution / against the truth ({machine()['cpu']}, "
           f"{machine()['date']})")
     print("| scale | scene | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |")

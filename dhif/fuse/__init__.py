@@ -119,13 +119,12 @@ def _shipped_where_too_small(settings: FuseSettings, lr_data, msi_data) -> FuseS
     if settings.checkpoint or settings.from_scratch:
         return settings
     scale = pair_scale(lr_data, msi_data, settings.scale)
-    shipped = _fitting_shipped_model(lr_data, msi_data, scale)
-    if shipped is None or min(lr_data.shape[1:]) >= smallest_trainable_lr(scale):
+    shipped, smallest = _fitting_shipped_model(lr_data, msi_data, scale), smallest_trainable_lr(scale)
+    if shipped is None or min(lr_data.shape[1:]) >= smallest:
         return settings
     print(f"dhif fuse: the pair fits the shipped x{scale} model (31 bands, RGB) but its LR-HSI, "
           f"{lr_data.shape[1]} x {lr_data.shape[2]} pixels, is too small to fine-tune it at reduced resolution "
-          f"(at least {smallest_trainable_lr(scale)} x {smallest_trainable_lr(scale)}): applying it unchanged, as "
-          "--pretrained does", flush=True)
+          f"(at least {smallest} x {smallest}): applying it unchanged, as --pretrained does", flush=True)
     return dataclasses.replace(settings, checkpoint=str(shipped))
 
 
