@@ -6,7 +6,7 @@ import time
 from ..data import PairPatchDataset, crop_pair
 from ..data.datasets import InterleavedDataset, corners_with_data
 from ..models.config import ModelConfig
-from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
+from ..training import FINE_TUNE_LR, SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 
 # Fine-tuning a trained model: one patch in REDUCED_SHARE is from the reduced pair (the
 # LR-HSI as target), the others from the pair as given with the starting model's own
@@ -15,7 +15,6 @@ from ..training import SHORT_RUN_STEPS_PER_EPOCH, short_run_config, train
 # over 7 x 7) fine-tuning on the reduced pair alone scored 44.80 dB there but 43.48 against
 # the truth, which the starting model had at 45.30; interleaved 1 in 4 at 2e-4: 44.49 and
 # 45.05 (benchmarks/RESULTS.md).
-FINE_TUNE_LR = 2e-4
 REDUCED_SHARE = 4
 # A model trained from nothing starts with identity filters, so its first output is its start
 # (component substitution, usually): on Paris x2 with random filters its first epoch's loss was

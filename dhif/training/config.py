@@ -58,6 +58,10 @@ PRESETS = {
 # A run counted in steps (the demo's, and fuse's on a pair): short epochs of 8 steps.
 SHORT_RUN_SAMPLES, SHORT_RUN_BATCH = 32, 4
 SHORT_RUN_STEPS_PER_EPOCH = SHORT_RUN_SAMPLES // SHORT_RUN_BATCH
+# The learning rate of a short run that fine-tunes a trained model (`dhif fuse` on a pair, the
+# demo's shipped model): the shipped x8 model fine-tuned on the demo's synthetic scenes
+# scored 46.87 dB after 2400 steps at 2e-4, 46.22 at the demo's from-nothing 5e-4.
+FINE_TUNE_LR = 2e-4
 
 
 def short_run_config(out, steps: int = None, **fields) -> TrainConfig:
