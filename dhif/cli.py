@@ -418,12 +418,12 @@ def _add_convert_command(sub, command):
 def _add_demo_command(sub, command):
     from .demo import DEFAULT_STEPS
 
-    p = sub.add_parser("demo", help="simulate, train a small DHIF-Net for a few minutes on the CPU, evaluate",
-                       **command)
+    p = sub.add_parser("demo", help="simulate, train a small DHIF-Net and fine-tune the shipped one for a few "
+                                    "minutes on the CPU, evaluate", **command)
     p.add_argument("--cave", default=None, help="use a real CAVE scene from this folder instead of a synthetic one")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
-                   help="optimisation steps of 4 patches, rounded up to a multiple of 8 (the default takes about "
-                        "3.5 to 7 minutes on 2 CPU cores)")
+                   help="each network's optimisation steps of 4 patches, rounded up to a multiple of 8 (the default "
+                        "takes about 5 to 10 minutes for both on 2 CPU cores)")
     _add_run_args(p, None, "output folder (default: demo_out, or demo_out_cave with --cave)",
                   "an earlier demo's results", 0, "the scenes, the weights and every sample")
     p.set_defaults(func=cmd_demo)

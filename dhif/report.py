@@ -12,7 +12,7 @@ from .outputs import write_atomic
 
 
 # Every method's full name, for figures and summaries (the baselines' are in dhif.baselines).
-METHOD_NAMES = {"dhif": "DHIF-Net", "shipped": "DHIF-Net (shipped)",
+METHOD_NAMES = {"dhif": "DHIF-Net", "fine_tuned": "DHIF-Net (shipped, fine-tuned)",
                 **{key: baseline.name for key, baseline in BASELINES.items()}}
 PANELS_PER_ROW = 5  # of the composites figure
 PIXEL_MARKERS = {"o": "circle", "^": "triangle", "s": "square"}  # marked on the composites
