@@ -51,7 +51,7 @@ def curves(cave, steps: int, every: int, out: Path) -> dict:
         dataset = dataset or PatchDataset(train_cubes, config.scale, srf, config.patch, config.samples_per_epoch,
                                           config.sigma, config.seed, start=partial(initial_estimate, config))
         models = {"dhif": train(config, dataset, srf=srf, progress=False).model,
-                  "fine_tuned": fine_tune_shipped(config, dataset, srf, out / RUNS[1])}
+                  "fine_tuned": fine_tune_shipped(config, dataset, srf, out / RUNS[1], progress=False)}
         for network, value in held_out_psnr(models, test_set).items():
             points[network][budget] = value
         print(f"{budget} steps: " + ", ".join(f"{METHOD_NAMES[k]} {v[budget]:.2f} dB" for k, v in points.items()),

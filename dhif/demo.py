@@ -104,17 +104,17 @@ def best_start(train_cubes, srf, config: TrainConfig) -> tuple:
     return max(scores, key=scores.get), scores
 
 
-def fine_tune_shipped(config: TrainConfig, dataset, srf, out: Path):
+def fine_tune_shipped(config: TrainConfig, dataset, srf, out: Path, progress: bool = True):
     """The shipped model for config's scale trained `config`'s steps further on `dataset`
-    at FINE_TUNE_LR, from config's start, in `out`. As trained, on the synthetic scene it was
-    1.4 dB below component substitution: what it learnt on CAVE (its spectra, its shapes)
-    does not carry to these eight materials (benchmarks/RESULTS.md); `dhif fuse` fine-tunes
-    it on a pair for the same reason."""
+    at FINE_TUNE_LR, from config's start, in `out` (progress: its progress bar). As trained,
+    on the synthetic scene it was 1.4 dB below component substitution: what it learnt on
+    CAVE (its spectra, its shapes) does not carry to these eight materials
+    (benchmarks/RESULTS.md); `dhif fuse` fine-tunes it on a pair for the same reason."""
     shipped = load_checkpoint(pretrained_path(config.scale))
     architecture = {k: v for k, v in ModelConfig.from_dict(shipped["config"]).model_dict().items()
                     if k not in ("scale", "sigma", "psf_window", "initial_estimate")}
     fine_tune = dataclasses.replace(config, out=str(out), lr=FINE_TUNE_LR, **architecture)
-    return train(fine_tune, dataset, srf=srf, initial_weights=shipped["model"]).model
+    return train(fine_tune, dataset, srf=srf, progress=progress, initial_weights=shipped["model"]).model
 
 
 def summary_line(by_method: dict) -> str:
