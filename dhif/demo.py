@@ -135,8 +135,8 @@ def run_demo(cave=None, steps: int = DEFAULT_STEPS, out=None, overwrite: bool = 
     picked = pick_device(device)  # refuse an unusable device before any work
     out = Path(out or ("demo_out_cave" if cave else "demo_out"))
     train_cubes, test_cubes = demo_scenes(cave, seed)
-    # A demo stopped during training (Ctrl-C, SIGTERM) left its run's state and nothing
-    # after it: the same command resumes that run.
+    # A demo stopped during training (Ctrl-C, SIGTERM) left the state of its runs and no
+    # results: the same command resumes the one it stopped.
     interrupted = (out / RUNS[0] / "last.pt").exists() and not any((out / n).exists() for n in RESULTS)
     claim_output(out, RESULTS if interrupted and not overwrite else RUNS + RESULTS, overwrite)
     srf = spectral_response("nikon_d700")
