@@ -111,9 +111,8 @@ def fine_tune_shipped(config: TrainConfig, dataset, srf, out: Path, progress: bo
     CAVE (its spectra, its shapes) does not carry to these eight materials
     (benchmarks/RESULTS.md); `dhif fuse` fine-tunes it on a pair for the same reason."""
     shipped = load_checkpoint(pretrained_path(config.scale))
-    architecture = {k: v for k, v in ModelConfig.from_dict(shipped["config"]).model_dict().items()
-                    if k not in ("scale", "sigma", "psf_window", "initial_estimate")}
-    fine_tune = dataclasses.replace(config, out=str(out), lr=FINE_TUNE_LR, **architecture)
+    network = {**ModelConfig.from_dict(shipped["config"]).network_dict(), "initial_estimate": config.initial_estimate}
+    fine_tune = dataclasses.replace(config, out=str(out), lr=FINE_TUNE_LR, **network)
     return train(fine_tune, dataset, srf=srf, progress=progress, initial_weights=shipped["model"]).model
 
 

@@ -68,8 +68,7 @@ def train_on_pair(settings, lr_hsi, hr_msi, estimate, out, lr_valid=None, start:
     model_keys = dict(hsi_channels=lr_hsi.shape[0], msi_channels=hr_msi.shape[0], stages=settings.stages,
                       width=settings.width, head_width=settings.head_width, initial_estimate=settings.initial_estimate)
     if start is not None:
-        model_keys = {k: v for k, v in ModelConfig.from_dict(start["config"]).model_dict().items()
-                      if k not in ("scale", "sigma", "psf_window")}
+        model_keys = ModelConfig.from_dict(start["config"]).network_dict()
     config = short_run_config(out / "run", steps, scale=scale, **model_keys, patch=patch,
                               lr=1e-3 if start is None else FINE_TUNE_LR, device=settings.device, sigma=estimate.sigma,
                               psf_window=estimate.window, init_operators="physics", init_filters=INIT_FILTERS,

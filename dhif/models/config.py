@@ -31,3 +31,8 @@ class ModelConfig:
     def model_dict(self) -> dict:
         """The model's keys only, also of a subclass such as TrainConfig."""
         return {k: getattr(self, k) for k in self.keys()}
+
+    def network_dict(self) -> dict:
+        """The model's keys less those of the data it met (scale and PSF): what a model
+        fine-tuned on other data keeps."""
+        return {k: v for k, v in self.model_dict().items() if k not in ("scale", "sigma", "psf_window")}
